@@ -1,0 +1,55 @@
+"""The closed vocabulary of the synthetic world: shapes, colours, sizes, words and prompts.
+
+Everything a question or an answer can say is listed here, so a tiny LLaMA trained for minutes
+sees a small, consistent language. Changing anything here changes the world: bump
+`GENERATOR_VERSION` in `world.py` so cached worlds are regenerated.
+"""
+
+from __future__ import annotations
+
+SHAPES = ("circle", "square", "triangle", "cross")
+# Object frequencies are deliberately uneven (the same prior in every split), so POPE's
+# "popular" split asks about objects the model has seen most often, as in the real POPE.
+SHAPE_WEIGHTS = (0.34, 0.28, 0.22, 0.16)
+
+# Well separated on a dark background; "white" doubles as the usual text colour.
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 90, 230),
+    "yellow": (235, 215, 40),
+    "purple": (160, 60, 210),
+    "white": (235, 235, 235),
+}
+COLOR_NAMES = tuple(COLORS)
+COLOR_WEIGHTS = (0.24, 0.2, 0.18, 0.15, 0.12, 0.11)
+BACKGROUND = (28, 28, 28)
+
+SIZES = ("small", "large")
+
+# Three-letter words, none of them a colour, shape, size or yes/no.
+WORDS = (
+    "CAT", "DOG", "SUN", "CAR", "BOX", "CUP", "HAT", "PEN", "MAP", "KEY",
+    "BUS", "EGG", "FOX", "OWL", "BEE", "SKY", "ANT", "PIG", "COW", "JAM",
+)  # fmt: skip
+# "A" is left out: the VQA answer normaliser deletes the article "a".
+LETTERS = tuple("BCDEFGHIJKLMNOPQRSTUVWXYZ")
+NUMBERS = tuple(str(n) for n in range(100))
+TEXT_KINDS = ("word", "number", "letter", "sum")
+
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+# relation word -> (question phrase, axis, sign): "A is left of B" when A's centre x is smaller.
+RELATIONS = {
+    "left": ("to the left of", 0, -1),
+    "right": ("to the right of", 0, +1),
+    "above": ("above", 1, -1),
+    "below": ("below", 1, +1),
+}
+OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+
+# The prompts exactly as lmms-eval's task code builds them (default lmms_eval_specific_kwargs).
+SHORT_ANSWER_PROMPT = "\nAnswer the question using a single word or phrase."
+OPTION_LETTER_PROMPT = "\nAnswer with the option's letter from the given choices directly."
+MME_SUFFIX = " Please answer yes or no."
+MMBENCH_OPTIONS_HEADER = "There are several options:"
+CAPTION_PROMPT = "Describe the image briefly."

@@ -1,0 +1,66 @@
+"""The frozen CLIP vision tower: single-level and multi-level patch features (DESIGN 1.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+
+def patch_grid(vision_config: CLIPVisionConfig) -> int:
+    """g of the g x g patch grid (24 for ViT-L/14 at 336 px)."""
+    if vision_config.image_size % vision_config.patch_size != 0:
+        raise ValueError(
+            f"image_size {vision_config.image_size} is not a multiple of patch_size {vision_config.patch_size}"
+        )
+    return vision_config.image_size // vision_config.patch_size
+
+
+def check_layer_indices(select_layer: int, multi_level_layers: Sequence[int], num_layers: int) -> None:
+    """hidden_states has num_layers + 1 entries (embeddings first); indices must fall inside it."""
+    valid = range(-(num_layers + 1), num_layers + 1)
+    for name, index in [("vision_select_layer", select_layer)] + [("multi_level_layers", i) for i in multi_level_layers]:
+        if index not in valid:
+            raise ValueError(
+                f"{name} index {index} is outside the {num_layers + 1} hidden states of a "
+                f"{num_layers}-layer vision tower; allowed: {valid.start}..{valid.stop - 1}"
+            )
+    if not multi_level_layers:
+        raise ValueError("multi_level_layers is empty; give at least one hidden-state index, e.g. [12, 16, 22, 23]")
+
+
+class VisionTower(nn.Module):
+    """Wraps HF CLIPVisionModel; frozen and run without autograd in both training stages."""
+
+    def __init__(
+        self,
+        vision_config: CLIPVisionConfig,
+        select_layer: int = -2,
+        multi_level_layers: Sequence[int] = (12, 16, 22, 23),
+    ) -> None:
+        super().__init__()
+        check_layer_indices(select_layer, multi_level_layers, vision_config.num_hidden_layers)
+        self.clip = CLIPVisionModel(vision_config)
+        self.select_layer = select_layer
+        self.multi_level_layers = tuple(multi_level_layers)
+        self.grid = patch_grid(vision_config)
+        self.requires_grad_(False)
+
+    @property
+    def width(self) -> int:
+        return self.clip.config.hidden_size
+
+    @property
+    def multi_level_width(self) -> int:
+        return self.width * len(self.multi_level_layers)
+
+    @torch.no_grad()
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, S, S) -> single-level (N, g*g, C) and multi-level (N, g*g, C * len(layers)), CLS dropped."""
+        dtype = self.clip.embeddings.patch_embedding.weight.dtype
+        hidden_states = self.clip(pixel_values.to(dtype), output_hidden_states=True).hidden_states
+        single = hidden_states[self.select_layer][:, 1:]
+        multi = torch.cat([hidden_states[i][:, 1:] for i in self.multi_level_layers], dim=-1)
+        return single, multi
