@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import CLIPVisionConfig, LlamaConfig
+from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig
 
 from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM
 from tokenpacker.projectors import ProjectorSpec
@@ -39,7 +39,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .bin / .safetensors file or of every weight shard in a folder."""
     path = Path(path)
     if path.is_dir():
-        shards = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin")) or sorted(path.glob("*.bin"))
+        shards = (
+            sorted(path.glob("*.safetensors"))
+            or sorted(path.glob("pytorch_model*.bin"))
+            or sorted(path.glob("*.bin"))
+        )
         if not shards:
             raise CheckpointError(f"no *.safetensors or *.bin weight files in {path}")
         state: dict[str, torch.Tensor] = {}
@@ -77,12 +81,18 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
     if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+        problems.append(
+            f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}"
+        )
     if mismatched:
         problems.append(f"shape mismatch (checkpoint vs model): {', '.join(mismatched[:4])}")
     if problems:
@@ -110,7 +120,9 @@ def projector_from_original(
     renamed = rename_projector_keys(state)
     for name in ("point_query_proj.weight", "key_mlp.0.weight", "output_mlp.0.weight"):
         if name not in renamed:
-            raise CheckpointError(f"TokenPacker projector weights lack {name} (original name: {original_name(name)})")
+            raise CheckpointError(
+                f"TokenPacker projector weights lack {name} (original name: {original_name(name)})"
+            )
     spec = ProjectorSpec(
         vision_width=vision_width or renamed["point_query_proj.weight"].shape[0],
         multi_level_width=multi_level_width or renamed["key_mlp.0.weight"].shape[1],
@@ -130,9 +142,20 @@ def original_name(suite_name: str) -> str:
     return suite_name
 
 
-def config_from_original(llava_config: Mapping, vision_config: CLIPVisionConfig) -> TokenPackerConfig:
-    """Map a LLaVA-TokenPacker config.json (LLaMA fields at top level plus mm_* fields) to ours."""
-    text_fields = {k: v for k, v in llava_config.items() if not k.startswith(("mm_", "_")) and k in LlamaConfig().to_dict()}
+def config_from_original(
+    llava_config: Mapping,
+    vision_config: CLIPVisionConfig,
+    multi_level_layers: Sequence[int] = DEFAULT_MULTI_LEVEL_LAYERS,
+) -> TokenPackerConfig:
+    """Map a LLaVA-TokenPacker config.json (LLaMA fields at top level plus mm_* fields) to ours.
+
+    The released code fixes the multi-level CLIP layers in code, not in config.json, hence the argument.
+    """
+    text_fields = {
+        k: v
+        for k, v in llava_config.items()
+        if not k.startswith(("mm_", "_")) and k in LlamaConfig().to_dict()
+    }
     text_fields.pop("model_type", None)
     text_fields.pop("architectures", None)
     aspect = llava_config.get("image_aspect_ratio", "pad")
@@ -144,7 +167,7 @@ def config_from_original(llava_config: Mapping, vision_config: CLIPVisionConfig)
         image_aspect_ratio="slice" if aspect == "slice" else "pad",
         patch_num=llava_config.get("patch_num") if aspect == "slice" else None,
         vision_select_layer=int(llava_config.get("mm_vision_select_layer", -2)),
-        multi_level_layers=list(DEFAULT_MULTI_LEVEL_LAYERS),
+        multi_level_layers=list(multi_level_layers),
     )
 
 
@@ -167,16 +190,19 @@ def original_to_suite_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 def clip_vision_weights(clip_folder: Path) -> dict[str, torch.Tensor]:
-    """Vision weights of a local HF CLIP checkpoint (e.g. clip-vit-large-patch14-336), as our keys."""
-    state = read_state_dict(clip_folder)
-    return {
-        "vision_tower.clip." + k.removeprefix("vision_model."): v
-        for k, v in state.items()
-        if k.startswith("vision_model.")
-    }
+    """Vision weights of a local HF CLIP checkpoint (e.g. clip-vit-large-patch14-336), as our keys.
+
+    Loaded through CLIPVisionModel so that transformers maps full-CLIP and vision-only layouts alike.
+    """
+    clip = CLIPVisionModel.from_pretrained(clip_folder)
+    return {"vision_tower.clip." + k: v for k, v in clip.state_dict().items()}
 
 
-def load_original_checkpoint(folder: str | Path, vision_tower: str | Path | None = None) -> TokenPackerForCausalLM:
+def load_original_checkpoint(
+    folder: str | Path,
+    vision_tower: str | Path | None = None,
+    multi_level_layers: Sequence[int] = DEFAULT_MULTI_LEVEL_LAYERS,
+) -> TokenPackerForCausalLM:
     """A released LLaVA-TokenPacker folder (config.json + weights) as the suite's model.
 
     Released LLaVA folders usually omit the frozen CLIP weights; they come from `vision_tower`
@@ -201,8 +227,10 @@ def load_original_checkpoint(folder: str | Path, vision_tower: str | Path | None
             state.update(clip_vision_weights(clip_folder))
     else:
         vision_config = TokenPackerConfig().vision_config
-    config = config_from_original(llava_config, vision_config)
-    dtype = getattr(torch, str(llava_config.get("torch_dtype", "float32")).removeprefix("torch."), torch.float32)
+    config = config_from_original(llava_config, vision_config, multi_level_layers)
+    dtype = getattr(
+        torch, str(llava_config.get("torch_dtype", "float32")).removeprefix("torch."), torch.float32
+    )
     model = TokenPackerForCausalLM._from_config(config, dtype=dtype)
     load_strict(model, state, f"original checkpoint {folder}")
     return model

@@ -17,6 +17,7 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from tokenpacker.conversation import get_template
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import (
     Projector,
@@ -65,6 +66,7 @@ class TokenPackerConfig(PreTrainedConfig):
     vision_select_layer: int = -2
     multi_level_layers: list[int] | None = None
     image_token_id: int = IMAGE_TOKEN_ID
+    conversation_template: str = "vicuna_v1"  # the template prompts are written in at inference
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -77,14 +79,19 @@ class TokenPackerConfig(PreTrainedConfig):
         """Reject a bad setting when the config is made, long before a forward pass."""
         check_projector_name(self.projector_type)
         check_scale_factor(self.projector_scale_factor, self.grid)
-        check_layer_indices(self.vision_select_layer, self.multi_level_layers, self.vision_config.num_hidden_layers)
+        check_layer_indices(
+            self.vision_select_layer, self.multi_level_layers, self.vision_config.num_hidden_layers
+        )
+        get_template(self.conversation_template)
         if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
             raise ValueError(
                 f"image_aspect_ratio={self.image_aspect_ratio!r} is not supported; allowed: {', '.join(IMAGE_ASPECT_RATIOS)}"
             )
         if self.image_aspect_ratio == "slice":
             if self.patch_num is None:
-                raise ValueError("image_aspect_ratio='slice' (TokenPacker-HD) needs patch_num; allowed: 9, 16, 25")
+                raise ValueError(
+                    "image_aspect_ratio='slice' (TokenPacker-HD) needs patch_num; allowed: 9, 16, 25"
+                )
             check_patch_num(self.patch_num)
 
     @property
@@ -146,7 +153,9 @@ class TokenPackerForCausalLM(TokenPackerPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: TokenPackerConfig) -> None:
         super().__init__(config)
-        self.vision_tower = VisionTower(config.vision_config, config.vision_select_layer, config.multi_level_layers)
+        self.vision_tower = VisionTower(
+            config.vision_config, config.vision_select_layer, config.multi_level_layers
+        )
         self.projector = build_projector(config.projector_type, config.projector_spec())
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
@@ -166,14 +175,18 @@ class TokenPackerForCausalLM(TokenPackerPreTrainedModel, GenerationMixin):
         dtype = next(self.projector.parameters()).dtype
         return self.projector(features.to(dtype), multi_level.to(dtype))
 
-    def embed_multimodal(self, input_ids: torch.LongTensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+    def embed_multimodal(
+        self, input_ids: torch.LongTensor, pixel_values: torch.Tensor | None
+    ) -> torch.Tensor:
         """Text embeddings with each image placeholder replaced by the next visual token."""
         image_mask = input_ids == self.config.image_token_id
         embeddings = self.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
         placeholders = int(image_mask.sum())
         if pixel_values is None:
             if placeholders:
-                raise ValueError(f"input_ids hold {placeholders} image placeholders but no pixel_values were given")
+                raise ValueError(
+                    f"input_ids hold {placeholders} image placeholders but no pixel_values were given"
+                )
             return embeddings
         image_tokens = self.get_image_features(pixel_values)
         if image_tokens.shape[0] * image_tokens.shape[1] != placeholders:
@@ -199,6 +212,8 @@ class TokenPackerForCausalLM(TokenPackerPreTrainedModel, GenerationMixin):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_multimodal(input_ids, pixel_values)
+            if labels is not None:  # visual tokens are inputs, never targets
+                labels = labels.masked_fill(input_ids == self.config.image_token_id, IGNORE_INDEX)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

@@ -15,10 +15,9 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BaseImageProcessor, PreTrainedTokenizerBase
 
+from tokenpacker.conversation import IMAGE_PLACEHOLDER
 from tokenpacker.hd import hd_layout_index, slice_image
 from tokenpacker.modeling import TokenPackerConfig
-
-IMAGE_PLACEHOLDER = "<image>"
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,9 @@ class TokenPackerProcessor:
     ) -> dict[str, torch.Tensor | None]:
         """A padded batch: input_ids, attention_mask and all crops of all images in order."""
         if len(texts) != len(images):
-            raise ValueError(f"{len(texts)} texts but {len(images)} image lists; give one (possibly empty) list per text")
+            raise ValueError(
+                f"{len(texts)} texts but {len(images)} image lists; give one (possibly empty) list per text"
+            )
         prepared = [[self.preprocess_image(image) for image in sample] for sample in images]
         sequences = [self.tokenize(text, sample) for text, sample in zip(texts, prepared, strict=True)]
         crops = [image.crops for sample in prepared for image in sample]

@@ -6,6 +6,7 @@ real 336 px / 14 px tower, and scale_factor 2/3/4 give the paper's 144/64/36 tok
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -53,7 +54,9 @@ def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokeniz
     )
     tokenizer.train_from_iterator(TOKENIZER_CORPUS.splitlines() * 4, trainer=trainer)
     bos = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token="<unk>",
@@ -132,3 +135,25 @@ def save_tiny_checkpoint(directory: Path, config: TokenPackerConfig | None = Non
     build_tiny_tokenizer().save_pretrained(directory)
     tiny_image_processor().save_pretrained(directory)
     return directory
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`tokenpacker tiny`: a random tiny checkpoint, e.g. to try `tokenpacker eval` in seconds."""
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the checkpoint into")
+    parser.add_argument("--projector", default="tokenpacker", help="projector type (default: %(default)s)")
+    parser.add_argument("--scale-factor", type=int, default=2, help="default: %(default)s")
+    parser.add_argument(
+        "--patch-num", type=int, default=None, help="TokenPacker-HD crops (9, 16 or 25); default: no HD"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = tiny_config(args.projector, args.scale_factor, args.patch_num)
+    if args.out.exists() and any(args.out.iterdir()):
+        raise FileExistsError(f"{args.out} is not empty; choose a new --out folder")
+    save_tiny_checkpoint(args.out, config, args.seed)
+    print(
+        f"tiny {args.projector} checkpoint ({config.tokens_per_crop()} visual tokens per crop) written to {args.out}"
+    )
+    return 0

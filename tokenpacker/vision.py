@@ -21,14 +21,18 @@ def patch_grid(vision_config: CLIPVisionConfig) -> int:
 def check_layer_indices(select_layer: int, multi_level_layers: Sequence[int], num_layers: int) -> None:
     """hidden_states has num_layers + 1 entries (embeddings first); indices must fall inside it."""
     valid = range(-(num_layers + 1), num_layers + 1)
-    for name, index in [("vision_select_layer", select_layer)] + [("multi_level_layers", i) for i in multi_level_layers]:
+    for name, index in [("vision_select_layer", select_layer)] + [
+        ("multi_level_layers", i) for i in multi_level_layers
+    ]:
         if index not in valid:
             raise ValueError(
                 f"{name} index {index} is outside the {num_layers + 1} hidden states of a "
                 f"{num_layers}-layer vision tower; allowed: {valid.start}..{valid.stop - 1}"
             )
     if not multi_level_layers:
-        raise ValueError("multi_level_layers is empty; give at least one hidden-state index, e.g. [12, 16, 22, 23]")
+        raise ValueError(
+            "multi_level_layers is empty; give at least one hidden-state index, e.g. [12, 16, 22, 23]"
+        )
 
 
 class VisionTower(nn.Module):

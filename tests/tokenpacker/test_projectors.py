@@ -14,11 +14,16 @@ def spec(scale: int) -> ProjectorSpec:
 
 def features(batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(batch, GRID * GRID, C, generator=gen), torch.randn(batch, GRID * GRID, C_ML, generator=gen)
+    return torch.randn(batch, GRID * GRID, C, generator=gen), torch.randn(
+        batch, GRID * GRID, C_ML, generator=gen
+    )
 
 
 CASES = [("mlp2x_gelu", 1, 576)] + [
-    (name, s, tokens) for name in PROJECTORS if name != "mlp2x_gelu" for s, tokens in ((2, 144), (3, 64), (4, 36))
+    (name, s, tokens)
+    for name in PROJECTORS
+    if name != "mlp2x_gelu"
+    for s, tokens in ((2, 144), (3, 64), (4, 36))
 ]
 
 
@@ -58,11 +63,15 @@ def test_wrong_feature_shape_is_named() -> None:
         projector(single, single)
 
 
-def reference_tokenpacker(weights: dict[str, torch.Tensor], x: torch.Tensor, x_multi: torch.Tensor, scale: int) -> torch.Tensor:
+def reference_tokenpacker(
+    weights: dict[str, torch.Tensor], x: torch.Tensor, x_multi: torch.Tensor, scale: int
+) -> torch.Tensor:
     """The original algorithm written plainly: one nn.MultiheadAttention call per region, original weight names."""
     width = weights["q_proj_1.weight"].shape[0]
     attn = nn.MultiheadAttention(width, max(1, width // 128))
-    attn.load_state_dict({k.removeprefix("clip_attn."): v for k, v in weights.items() if k.startswith("clip_attn.")})
+    attn.load_state_dict(
+        {k.removeprefix("clip_attn."): v for k, v in weights.items() if k.startswith("clip_attn.")}
+    )
 
     def branch(prefix: str, ln: str, inp: torch.Tensor) -> torch.Tensor:
         h = F.linear(inp, weights[f"{prefix}.0.weight"], weights[f"{prefix}.0.bias"])
@@ -71,23 +80,37 @@ def reference_tokenpacker(weights: dict[str, torch.Tensor], x: torch.Tensor, x_m
 
     batch = x.shape[0]
     coarse = GRID // scale
-    q = F.interpolate(x.reshape(batch, GRID, GRID, -1).permute(0, 3, 1, 2).float(), size=(coarse, coarse), mode="bilinear")
+    q = F.interpolate(
+        x.reshape(batch, GRID, GRID, -1).permute(0, 3, 1, 2).float(), size=(coarse, coarse), mode="bilinear"
+    )
     q = q.permute(0, 2, 3, 1).reshape(batch, coarse * coarse, -1)
-    q = F.layer_norm(F.linear(q, weights["q_proj_1.weight"]), (width,), weights["ln_q_1.weight"], weights["ln_q_1.bias"], eps=1e-6)
+    q = F.layer_norm(
+        F.linear(q, weights["q_proj_1.weight"]),
+        (width,),
+        weights["ln_q_1.weight"],
+        weights["ln_q_1.bias"],
+        eps=1e-6,
+    )
     k = branch("k_proj_1", "ln_k_1", x_multi).reshape(batch, GRID, GRID, width)
     v = branch("v_proj_1", "ln_v_1", x_multi).reshape(batch, GRID, GRID, width)
     out = torch.empty(batch, coarse * coarse, width)
     for i in range(coarse):
         for j in range(coarse):
-            region_k = k[:, i * scale : (i + 1) * scale, j * scale : (j + 1) * scale].reshape(batch, -1, width)
-            region_v = v[:, i * scale : (i + 1) * scale, j * scale : (j + 1) * scale].reshape(batch, -1, width)
+            region_k = k[:, i * scale : (i + 1) * scale, j * scale : (j + 1) * scale].reshape(
+                batch, -1, width
+            )
+            region_v = v[:, i * scale : (i + 1) * scale, j * scale : (j + 1) * scale].reshape(
+                batch, -1, width
+            )
             query = q[:, i * coarse + j].unsqueeze(0)  # (1, B, C), sequence-first like the original
             out[:, i * coarse + j] = attn(query, region_k.transpose(0, 1), region_v.transpose(0, 1))[0][0]
     h = F.linear(out, weights["mlp.0.weight"], weights["mlp.0.bias"])
     return F.linear(F.gelu(h), weights["mlp.2.weight"], weights["mlp.2.bias"])
 
 
-def original_layout_weights(width: int, ml_width: int, llm_width: int, prefix: str = "") -> dict[str, torch.Tensor]:
+def original_layout_weights(
+    width: int, ml_width: int, llm_width: int, prefix: str = ""
+) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     shapes = {
         "q_proj_1.weight": (width, width),
@@ -103,7 +126,10 @@ def original_layout_weights(width: int, ml_width: int, llm_width: int, prefix: s
         "mlp.0.weight": (llm_width, width), "mlp.0.bias": (llm_width,),
         "mlp.2.weight": (llm_width, llm_width), "mlp.2.bias": (llm_width,),
     }  # fmt: skip
-    return {prefix + k: torch.randn(shape, generator=gen) * 0.1 + (1.0 if ".weight" in k and "ln_" in k else 0.0) for k, shape in shapes.items()}
+    return {
+        prefix + k: torch.randn(shape, generator=gen) * 0.1 + (1.0 if ".weight" in k and "ln_" in k else 0.0)
+        for k, shape in shapes.items()
+    }
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -115,7 +141,10 @@ def test_tokenpacker_equals_the_original_algorithm(scale: int, prefix: str) -> N
     weights = original_layout_weights(width, 4 * width, H, prefix)
     projector = projector_from_original(weights, scale_factor=scale)
     gen = torch.Generator().manual_seed(2)
-    x, x_multi = torch.randn(2, GRID * GRID, width, generator=gen), torch.randn(2, GRID * GRID, 4 * width, generator=gen)
+    x, x_multi = (
+        torch.randn(2, GRID * GRID, width, generator=gen),
+        torch.randn(2, GRID * GRID, 4 * width, generator=gen),
+    )
     bare = {k.removeprefix(prefix): v for k, v in weights.items()}
     with torch.no_grad():
         expected = reference_tokenpacker(bare, x, x_multi, scale)

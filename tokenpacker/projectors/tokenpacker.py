@@ -38,7 +38,10 @@ class RegionToPointAttention(nn.Module):
         """query (R, 1, C), key/value (R, s*s, C) -> (R, 1, C), R = batch * regions."""
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q, k, v = (self.split_heads(F.linear(x, w, b)) for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v)))
+        q, k, v = (
+            self.split_heads(F.linear(x, w, b))
+            for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+        )
         attended = F.scaled_dot_product_attention(q, k, v)  # (R, heads, 1, d)
         regions, heads, length, head_dim = attended.shape
         return self.out_proj(attended.transpose(1, 2).reshape(regions, length, heads * head_dim))
@@ -77,7 +80,9 @@ class TokenPackerProjector(Projector):
         coarse = grid // scale
         batch = features.shape[0]
         # Coarse point queries: bilinear downsampling in float32, as the original does.
-        points = F.interpolate(to_grid(features, grid).float(), size=(coarse, coarse), mode="bilinear", align_corners=False)
+        points = F.interpolate(
+            to_grid(features, grid).float(), size=(coarse, coarse), mode="bilinear", align_corners=False
+        )
         points = points.flatten(2).transpose(1, 2).to(features.dtype)  # (B, g'^2, C)
         query = self.query_norm(self.point_query_proj(points))
         key = self.key_norm(self.key_mlp(multi_level_features))  # (B, g*g, C)
@@ -88,4 +93,3 @@ class TokenPackerProjector(Projector):
             regions_to_batch(value, grid, scale),
         )
         return self.output_mlp(packed.reshape(batch, coarse * coarse, -1))
-
