@@ -1,4 +1,7 @@
-"""Arguments of `tokenpacker report RESULTS... --out DIR`; the CLI owns the parser and prints errors."""
+"""`tokenpacker report RESULTS... --out DIR`: `add_arguments` and `run`, as `tokenpacker.cli` expects.
+
+The CLI owns the parser and prints a ReportInputError (a ValueError) as one line with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,8 @@ from reports.errors import ReportInputError
 from reports.reference import default_reference_csv
 from reports.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
 
-__all__ = ["ReportInputError", "add_report_arguments", "run_report"]
 
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the report's arguments to a (sub)parser."""
     parser.add_argument(
         "results",
@@ -22,7 +23,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RESULTS",
         help="results folder or results.parquet/.csv of the suite, or an lmms-eval output folder / *_results.json",
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for tables, plots, report.md, index.html")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for tables/, plots/, report.md and index.html (new, empty, or an earlier report, which is replaced)",
+    )
     reference = parser.add_mutually_exclusive_group()
     reference.add_argument(
         "--reference",
@@ -37,11 +44,15 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         default="mlp2x_gelu",
         help="projector (with one config) or row label that 'Rel.' and the paired tests compare against (default: %(default)s)",
     )
-    parser.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES, help="default: %(default)s")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap/permutation seed (default: %(default)s)")
+    parser.add_argument(
+        "--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="bootstrap/permutation seed (default: %(default)s)"
+    )
 
 
-def run_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Build the report from parsed arguments; prints the page path and returns 0.
 
     Raises ReportInputError (one-line message) for bad input; the CLI prints it and exits non-zero.
@@ -54,8 +65,10 @@ def run_report(args: argparse.Namespace) -> int:
         reference = args.reference
     else:
         reference = default_reference_csv()
-    if args.bootstrap_resamples < 1:
-        raise ReportInputError(f"--bootstrap-resamples {args.bootstrap_resamples}: must be at least 1")
+    if args.bootstrap_resamples < 100:
+        raise ReportInputError(
+            f"--bootstrap-resamples {args.bootstrap_resamples}: too few for a 95% interval; pass 100 or more (default 2000)"
+        )
     page = build_report(
         args.results,
         args.out,

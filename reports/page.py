@@ -9,6 +9,9 @@ from pathlib import Path
 
 from reports.render import Table, to_html, to_markdown
 
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "index.html"
+
 _STYLE = """
 body { font-family: sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
@@ -87,7 +90,7 @@ def render_html(title: str, sections: Sequence[Section], root: Path) -> str:
 
 def write_page(out_dir: Path, title: str, sections: Sequence[Section]) -> tuple[Path, Path]:
     """Write report.md and index.html into `out_dir` (links relative to it); returns both paths."""
-    markdown, page = out_dir / "report.md", out_dir / "index.html"
+    markdown, page = out_dir / REPORT_MARKDOWN, out_dir / REPORT_HTML
     markdown.write_text(render_markdown(title, sections, out_dir), encoding="utf-8")
     page.write_text(render_html(title, sections, out_dir), encoding="utf-8")
     return markdown, page

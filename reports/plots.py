@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from reports.render import GAP, format_cell
+from reports.render import GAP, column_decimals, format_cell
 
 COLUMN_WIDTH_IN = 3.3
 PAGE_WIDTH_IN = 6.8
@@ -32,6 +32,7 @@ PAPER_STYLE = {
     "pdf.fonttype": 42,
 }
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+PNG_DPI = 200  # 660 px across at column width: sharp on screen; the PDF is the print version
 
 
 def pareto_mask(x: np.ndarray, y: np.ndarray, *, higher_is_better: bool = True) -> np.ndarray:
@@ -56,15 +57,36 @@ def plot_score_vs_cost(
         figure = Figure(figsize=(COLUMN_WIDTH_IN, 2.5), layout="constrained")
         axes = figure.add_subplot()
         for index, (projector, group) in enumerate(points.groupby("projector", sort=True)):
-            axes.scatter(group["x"], group["y"], marker=MARKERS[index % len(MARKERS)], s=22, label=str(projector), zorder=3)
+            axes.scatter(
+                group["x"],
+                group["y"],
+                marker=MARKERS[index % len(MARKERS)],
+                s=22,
+                label=str(projector),
+                zorder=3,
+            )
         for row in points.itertuples(index=False):
             short = str(row.label).removeprefix(str(row.projector)).strip(" ()") or str(row.label)
-            axes.annotate(short, (row.x, row.y), xytext=(3, 3), textcoords="offset points", fontsize=MIN_FONT_PT)
-        front = points[pareto_mask(points["x"].to_numpy(), points["y"].to_numpy(), higher_is_better=higher_is_better)]
+            axes.annotate(
+                short, (row.x, row.y), xytext=(3, 3), textcoords="offset points", fontsize=MIN_FONT_PT
+            )
+        front = points[
+            pareto_mask(points["x"].to_numpy(), points["y"].to_numpy(), higher_is_better=higher_is_better)
+        ]
         front = front.sort_values("x")
-        axes.plot(front["x"], front["y"], drawstyle="steps-post", color="0.3", linewidth=0.9, linestyle="--",
-                  label="Pareto front", zorder=2)
-        axes.scatter(front["x"], front["y"], s=70, facecolors="none", edgecolors="0.2", linewidths=0.8, zorder=4)
+        axes.plot(
+            front["x"],
+            front["y"],
+            drawstyle="steps-post",
+            color="0.3",
+            linewidth=0.9,
+            linestyle="--",
+            label="Pareto front",
+            zorder=2,
+        )
+        axes.scatter(
+            front["x"], front["y"], s=70, facecolors="none", edgecolors="0.2", linewidths=0.8, zorder=4
+        )
         if points["x"].min() > 0 and points["x"].max() / points["x"].min() > 8:
             axes.set_xscale("log")
         axes.set_xlabel(x_label)
@@ -75,18 +97,30 @@ def plot_score_vs_cost(
 
 
 def plot_heatmap(grid: pd.DataFrame, *, title: str, row_name: str, column_name: str) -> Figure:
-    """Heatmap of reported values; missing cells are grey and printed as a gap, never as 0."""
-    values = grid.to_numpy(dtype=float)
+    """Heatmap of reported values. Cells are numbers, None (grey, printed as a gap, never as 0) or
+    text such as "2 seeds" (grey, printed as is)."""
+    cells = grid.to_numpy(dtype=object)
+    values = np.array(
+        [[v if isinstance(v, float | int) else np.nan for v in row] for row in cells], dtype=float
+    )
+    finite = values[np.isfinite(values)]
+    decimals = column_decimals(float(v) for v in finite)
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     with matplotlib.rc_context(PAPER_STYLE):
         figure = Figure(figsize=(COLUMN_WIDTH_IN, 2.4), layout="constrained")
         axes = figure.add_subplot()
         colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
         image = axes.imshow(np.ma.masked_invalid(values), cmap=colormap, aspect="auto")
-        finite = values[np.isfinite(values)]
-        middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-        for (i, j), value in np.ndenumerate(values):
-            text = GAP if np.isnan(value) else format_cell(float(value))
-            color = "black" if np.isnan(value) or value > middle else "white"
+        for (i, j), cell in np.ndenumerate(cells):
+            number = values[i, j]
+            text = (
+                cell
+                if isinstance(cell, str)
+                else GAP
+                if np.isnan(number)
+                else format_cell(float(number), decimals)
+            )
+            color = "black" if np.isnan(number) or number > middle else "white"
             axes.text(j, i, text, ha="center", va="center", fontsize=MIN_FONT_PT, color=color)
         axes.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
         axes.set_yticks(range(len(grid.index)), [str(r) for r in grid.index])
@@ -97,38 +131,54 @@ def plot_heatmap(grid: pd.DataFrame, *, title: str, row_name: str, column_name: 
     return figure
 
 
-def plot_benchmark_bars(values: pd.DataFrame, *, benchmark_labels: Sequence[str]) -> Figure:
-    """One panel per benchmark (own y scale, since units differ), one bar per config; gaps are marked."""
-    configs = list(values.index)
+def plot_benchmark_bars(
+    values: pd.DataFrame, *, benchmark_labels: Sequence[str], chance: Sequence[float | None] = ()
+) -> Figure:
+    """One panel per benchmark (own y scale, since units differ), one bar per config in the same place
+    in every panel; gaps are marked, never drawn as 0. `chance` (per benchmark, None = unknown) draws
+    a dotted line at the chance level."""
+    configs = [str(label) for label in values.index]
     count = len(benchmark_labels)
+    chance = list(chance) or [None] * count
     columns = 1 if count == 1 else 2 if count <= 4 else 3
     rows = -(-count // columns)
     width = COLUMN_WIDTH_IN if columns == 1 else PAGE_WIDTH_IN
+    legend_columns = 1 if columns == 1 else 2
+    legend_height = 0.16 * -(-len(configs) // legend_columns) + 0.1
     colors = [matplotlib.colormaps["tab10"](i % 10) for i in range(len(configs))]
     with matplotlib.rc_context(PAPER_STYLE):
-        figure = Figure(figsize=(width, 1.7 * rows + 0.5 + 0.15 * len(configs) / columns), layout="constrained")
+        figure = Figure(figsize=(width, 1.6 * rows + legend_height), layout="constrained")
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         positions = np.arange(len(configs))
-        for axes, benchmark, column in zip(panels, benchmark_labels, values.columns, strict=False):
+        for axes, benchmark, column, level in zip(
+            panels, benchmark_labels, values.columns, chance, strict=False
+        ):
             heights = values[column].to_numpy(dtype=float)
             present = np.isfinite(heights)
-            axes.bar(positions[present], heights[present], color=[c for c, p in zip(colors, present, strict=True) if p])
+            axes.bar(
+                positions[present],
+                heights[present],
+                color=[c for c, p in zip(colors, present, strict=True) if p],
+            )
             for position in positions[~present]:
                 axes.text(position, 0, GAP, ha="center", va="bottom", fontsize=MIN_FONT_PT)
+            if level is not None:
+                axes.axhline(level, color="0.2", linestyle=":", linewidth=0.9)
+            axes.set_xlim(-0.6, len(configs) - 0.4)
             axes.set_title(benchmark)
             axes.set_xticks([])
             axes.grid(axis="y", alpha=0.3, linewidth=0.5)
         for axes in panels[count:]:
             axes.set_visible(False)
         handles = [Patch(color=c, label=label) for c, label in zip(colors, configs, strict=True)]
-        figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(configs)), frameon=False)
+        figure.legend(handles=handles, loc="outside lower center", ncols=legend_columns, frameon=False)
     return figure
 
 
 def save_figure(figure: Figure, out_dir: Path, stem: str) -> dict[str, Path]:
-    """Write <stem>.png (300 dpi) and <stem>.pdf; returns {"png": path, "pdf": path}."""
+    """Write <stem>.png (`PNG_DPI`) and <stem>.pdf; returns {"png": path, "pdf": path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"png": out_dir / f"{stem}.png", "pdf": out_dir / f"{stem}.pdf"}
     for path in paths.values():
-        figure.savefig(path, dpi=300)
+        figure.savefig(path, dpi=PNG_DPI)
     return paths

@@ -40,7 +40,11 @@ def default_reference_csv() -> Path | None:
 def read_reference(path: Path) -> tuple[list[QuotedRow], list[str]]:
     """(rows, benchmark column names) of a reference CSV; lines starting with '#' are comments."""
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")]
+        lines = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.lstrip().startswith("#")
+        ]
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportInputError(f"{path}: cannot read reference CSV ({exc.__class__.__name__})") from None
     reader = csv.DictReader(lines)

@@ -88,9 +88,7 @@ def score_columns(results: pd.DataFrame, *, primary_only: bool) -> list[ScoreCol
     scores = results[results["task"] != EFFICIENCY_TASK]
     present = {ScoreColumn(str(t), str(m)) for t, m in zip(scores["task"], scores["metric"], strict=True)}
     known = [ScoreColumn(*key) for key in PRIMARY_COLUMNS if ScoreColumn(*key) in present]
-    others = sorted(
-        c for c in present if c not in known and not (primary_only and c.task in TASK_LABELS)
-    )
+    others = sorted(c for c in present if c not in known and not (primary_only and c.task in TASK_LABELS))
     return known + others
 
 
@@ -123,14 +121,15 @@ def higher_is_better(results: pd.DataFrame, column: ScoreColumn) -> bool:
 
 
 def row_info(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per config label: projector, scale_factor, patch_num, seed, and `failed` (any failed record).
-
-    Ordered by projector, scale_factor, patch_num, seed (unset values last).
+    """One row per config label: origin, projector, scale_factor, patch_num, seed, and `failed` (any
+    failed record). Ordered by projector, scale_factor, patch_num, seed (unset values last).
     """
     grouped = results.groupby("row_label", sort=False)
-    info = grouped[["projector", "scale_factor", "patch_num", "seed"]].first()
+    info = grouped[["origin", "projector", "scale_factor", "patch_num", "seed"]].first()
     info["failed"] = grouped["status"].agg(lambda s: bool((s == "failed").any()))
-    return info.sort_values(["projector", "scale_factor", "patch_num", "seed"], na_position="last", kind="stable")
+    return info.sort_values(
+        ["projector", "scale_factor", "patch_num", "seed"], na_position="last", kind="stable"
+    )
 
 
 def resolve_baseline(info: pd.DataFrame, baseline: str) -> str | None:
@@ -146,3 +145,23 @@ def resolve_baseline(info: pd.DataFrame, baseline: str) -> str | None:
             f"baseline {baseline!r} matches {len(matches)} rows ({'; '.join(matches)}); pass one row label as the baseline"
         )
     return matches[0] if matches else None
+
+
+def chance_levels(results: pd.DataFrame) -> dict[ScoreColumn, float]:
+    """Chance level per score column, where the inputs give one (the loader has refused conflicts)."""
+    given = results.dropna(subset=["chance"])
+    return {
+        ScoreColumn(str(task), str(metric)): float(chance)
+        for task, metric, chance in given[["task", "metric", "chance"]]
+        .drop_duplicates()
+        .itertuples(index=False)
+    }
+
+
+FAILED_CELL = "failed"
+
+
+def failed_tasks(results: pd.DataFrame) -> set[tuple[str, str]]:
+    """(row_label, task) pairs with a failed record: their gaps are printed as "failed", not as missing."""
+    failed = results[results["status"] == "failed"]
+    return set(zip(failed["row_label"].astype(str), failed["task"].astype(str), strict=True))

@@ -3,26 +3,25 @@
 Only metrics whose reported value is the mean of per-sample numbers can be bootstrapped this way
 (accuracy, exact match, and lmms-eval's dict entries whose "score" field averages to the reported
 value). For any other metric (MME's summed score, F1, GPT-judged scores) the reason is returned
-instead of an interval. The reported numbers themselves are never recomputed.
+instead of an interval. The reported numbers themselves are never recomputed: the per-sample mean
+is only used to check that the log belongs to the reported number.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from reports.errors import ReportInputError
+from scipy import stats
 
 DEFAULT_RESAMPLES = 2000
-DEFAULT_PERMUTATIONS = 10_000
+DEFAULT_PERMUTATIONS = 9999
 DEFAULT_SEED = 0
-EXACT_PERMUTATION_LIMIT = 16  # enumerate all 2^m sign flips up to this many non-zero differences
-_MAX_DRAWS_PER_CHUNK = 4_000_000  # bound memory of the vectorised resampling
+CONFIDENCE = 0.95
+_MAX_DRAWS_PER_BATCH = 4_000_000  # bounds the memory of scipy's vectorised resampling
 
 
 class ScoresUnavailable(Exception):
@@ -35,6 +34,7 @@ class SampleScores:
 
     doc_ids: np.ndarray  # str, unique
     scores: np.ndarray  # float64
+    doc_hashes: np.ndarray | None = None  # str, lmms-eval's hash of each doc; None when the log lacks them
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,13 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Mean of (a - b) over doc_ids both configs scored, its bootstrap CI and a sign-flip p-value."""
+    """Mean of (a - b) over doc_ids both configs scored, its paired bootstrap CI and a sign-flip p-value."""
 
     n: int
     difference: float
     low: float
     high: float
     p_value: float
-    method: str
 
 
 def read_sample_scores(path: Path, metric: str) -> SampleScores:
@@ -65,6 +64,7 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
     """
     key = metric.split(",")[0]
     doc_ids: list[str] = []
+    doc_hashes: list[str | None] = []
     scores: list[float] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -77,7 +77,7 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
             sample = json.loads(line)
         except json.JSONDecodeError:
             raise ScoresUnavailable(f"per-sample log line {number} is not JSON") from None
-        if key not in sample:
+        if not isinstance(sample, dict) or key not in sample:
             continue
         if "doc_id" not in sample:
             raise ScoresUnavailable(f"per-sample log line {number} has no doc_id")
@@ -85,15 +85,19 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
         if isinstance(raw, dict):
             raw = raw.get("score")
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise ScoresUnavailable("per-sample entries are not numeric (metric aggregated by a task function)")
+            raise ScoresUnavailable(
+                "per-sample entries are not numeric (metric aggregated by a task function)"
+            )
         doc_ids.append(str(sample["doc_id"]))
+        doc_hashes.append(sample.get("doc_hash"))
         scores.append(float(raw))
     if not scores:
         raise ScoresUnavailable(f"no per-sample values for {key}")
     ids = np.asarray(doc_ids)
     if len(np.unique(ids)) != len(ids):
         raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
-    return SampleScores(doc_ids=ids, scores=np.asarray(scores, dtype=np.float64))
+    hashes = np.asarray(doc_hashes, dtype=str) if all(isinstance(h, str) for h in doc_hashes) else None
+    return SampleScores(doc_ids=ids, scores=np.asarray(scores, dtype=np.float64), doc_hashes=hashes)
 
 
 def check_mean_matches(samples: SampleScores, reported: float, *, rel_tol: float = 1e-6) -> None:
@@ -105,32 +109,32 @@ def check_mean_matches(samples: SampleScores, reported: float, *, rel_tol: float
         )
 
 
-def _bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of `resamples` with-replacement resamples of `values`, vectorised in bounded chunks."""
-    n = len(values)
-    chunk = max(1, _MAX_DRAWS_PER_CHUNK // n)
-    means = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    return means
+def _batch(n: int) -> int:
+    return max(1, _MAX_DRAWS_PER_BATCH // max(1, n))
 
 
 def bootstrap_ci(
-    values: np.ndarray,
-    *,
-    confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
+    values: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (fixed seed: same input, same interval)."""
+    """Percentile bootstrap 95% interval of the mean of `values` (scipy.stats.bootstrap; fixed seed).
+
+    Raises ScoresUnavailable for fewer than two values.
+    """
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("bootstrap_ci needs at least one value")
-    means = _bootstrap_means(values, resamples, np.random.default_rng(seed))
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    if values.size < 2:
+        raise ScoresUnavailable(f"{values.size} per-sample value(s): a bootstrap needs at least two")
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=resamples,
+        batch=_batch(values.size),
+        vectorized=True,
+        axis=-1,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def score_interval(
@@ -142,27 +146,6 @@ def score_interval(
     return Interval(mean=reported, low=low, high=high, n=len(samples.scores))
 
 
-def _sign_flip_p_value(differences: np.ndarray, permutations: int, rng: np.random.Generator) -> tuple[float, str]:
-    """Two-sided p-value of mean(differences) under random sign flips (exact when few are non-zero)."""
-    nonzero = differences[differences != 0]
-    m = len(nonzero)
-    if m == 0:
-        return 1.0, "exact sign-flip"
-    observed = abs(nonzero.sum())
-    tolerance = 1e-12 * max(1.0, observed)
-    if m <= EXACT_PERMUTATION_LIMIT:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=m)))
-        sums = np.abs(signs @ nonzero)
-        return float(np.mean(sums >= observed - tolerance)), "exact sign-flip"
-    chunk = max(1, _MAX_DRAWS_PER_CHUNK // m)
-    extreme = 0
-    for start in range(0, permutations, chunk):
-        size = min(chunk, permutations - start)
-        signs = rng.choice(np.array([1.0, -1.0]), size=(size, m))
-        extreme += int(np.sum(np.abs(signs @ nonzero) >= observed - tolerance))
-    return (1 + extreme) / (1 + permutations), f"sign-flip, {permutations} random flips"
-
-
 def paired_test(
     a: SampleScores,
     b: SampleScores,
@@ -171,23 +154,42 @@ def paired_test(
     permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
 ) -> PairedTest:
-    """Compare two configs on the docs both scored: mean(a - b), paired bootstrap 95% CI, sign-flip p.
+    """Compare two configs on the docs both scored: mean(a - b), paired bootstrap 95% CI, and the
+    two-sided p-value of a sign-flip permutation test (scipy.stats.permutation_test; exact when
+    2^n <= `permutations`).
 
-    Raises ReportInputError when the two logs share no doc_id.
+    Pairs are matched by doc_id; when both logs carry lmms-eval's doc_hash, the paired docs must be the
+    same docs. Raises ScoresUnavailable when they are not (the logs come from different eval sets) or
+    when the logs share fewer than two doc_ids.
     """
     shared, index_a, index_b = np.intersect1d(a.doc_ids, b.doc_ids, assume_unique=True, return_indices=True)
-    if len(shared) == 0:
-        raise ReportInputError("paired test: the two per-sample logs share no doc_id, so no pairs to compare")
+    if a.doc_hashes is not None and b.doc_hashes is not None:
+        differing = int(np.sum(a.doc_hashes[index_a] != b.doc_hashes[index_b]))
+        if differing:
+            raise ScoresUnavailable(
+                f"{differing} of {len(shared)} shared doc_ids hold different docs (doc_hash): not the same eval set"
+            )
+    if len(shared) < 2:
+        raise ScoresUnavailable(
+            f"the two per-sample logs share {len(shared)} doc_id(s); a paired test needs two or more"
+        )
     differences = a.scores[index_a] - b.scores[index_b]
-    rng = np.random.default_rng(seed)
-    means = _bootstrap_means(differences, resamples, rng)
-    low, high = np.quantile(means, [0.025, 0.975])
-    p_value, method = _sign_flip_p_value(differences, permutations, rng)
+    low, high = bootstrap_ci(differences, resamples=resamples, seed=seed)
+    test = stats.permutation_test(
+        (differences,),
+        np.mean,
+        permutation_type="samples",
+        vectorized=True,
+        axis=-1,
+        n_resamples=permutations,
+        batch=_batch(differences.size),
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
     return PairedTest(
         n=len(shared),
         difference=float(differences.mean()),
-        low=float(low),
-        high=float(high),
-        p_value=p_value,
-        method=f"paired bootstrap ({resamples}) + {method}",
+        low=low,
+        high=high,
+        p_value=float(test.pvalue),
     )

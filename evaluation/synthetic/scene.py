@@ -1,9 +1,11 @@
 """Scenes of the synthetic world: what is in an image (the record) and how it is drawn.
 
-A scene is a flat list of shapes and text items with pixel boxes on a canvas of width x height.
-Sizes are set against the tiny model's 48 px input: shapes and large text scale with the short
-side (readable after the `pad` mode shrinks the image to 48 px), small text has a fixed 7-9 px
-font (5-7 px glyphs) that only survives at native resolution, i.e. with HD cropping.
+A scene is a list of shapes and text items with pixel boxes on a canvas of width x height.
+Sizes are set against the tiny model's view: in `pad` mode an image is padded to a square and
+resized to 48 px, so one "view pixel" is long_side / 48 image pixels. Shapes and large or
+medium text are sized in view pixels (they look the same in every image in that view); small
+text has a fixed size in image pixels, so on images larger than 48 px it is only readable at
+native resolution, i.e. with TokenPacker-HD's cropping.
 """
 
 from __future__ import annotations
@@ -24,24 +26,31 @@ from evaluation.synthetic.vocabulary import (
     NUMBERS,
     SHAPE_WEIGHTS,
     SHAPES,
+    SUM_OPERANDS,
     WORDS,
 )
 
-BASE_SIZE = 48  # the tiny model's input size; all scales are relative to it
-SMALL_FONT_PX = (7, 9)  # absolute, inclusive
-LARGE_FONT_PX = (14, 22)  # at a 48 px short side, inclusive
-SHAPE_PX = {"small": (9, 12), "large": (16, 20)}  # side at a 48 px short side, inclusive
-PLACEMENT_TRIES = 40
+VIEW_SIZE = 48  # the tiny vision tower's input side
+LONG_SIDES = (48, 64, 96, 128, 192)
+ASPECTS = ((1, 1), (4, 3), (3, 4), (3, 2), (2, 3), (2, 1), (1, 2))  # width : height
+SHAPE_VIEW_PX = {"small": (8, 10), "large": (14, 17)}  # side, inclusive
+TEXT_VIEW_PX = {"large": (15, 18), "medium": (9, 11)}  # font size, inclusive
+SMALL_TEXT_PX = (7, 9)  # font size in image pixels, inclusive
+TEXT_SCALES = ("large", "medium", "small")
+TEXT_KINDS = ("word", "number", "letter", "sum")
+MARGIN_VIEW_PX = 1  # free border around the canvas
+GAP_VIEW_PX = 2  # free space between two items, so they stay apart after resizing
+PLACEMENT_TRIES = 30
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels; x1 and y1 exclusive
 
 
 @dataclass(frozen=True)
 class Shape:
     kind: str  # one of SHAPES
-    color: str  # one of COLORS
+    color: str  # one of COLOR_NAMES
     size: str  # "small" | "large"
-    box: Box
+    box: Box  # a square
 
     @property
     def name(self) -> str:
@@ -54,7 +63,7 @@ class Shape:
 
     @property
     def probe(self) -> tuple[int, int]:
-        """A pixel that is always painted in the shape's colour (the triangle's centroid)."""
+        """A pixel that is always painted in the shape's colour (for a triangle, below its centre)."""
         x0, y0, x1, y1 = self.box
         cx, cy = (x0 + x1 - 1) // 2, (y0 + y1 - 1) // 2
         if self.kind == "triangle":
@@ -67,8 +76,8 @@ class Text:
     content: str  # as drawn: "CAT", "42", "Q", "3+4"
     kind: str  # one of TEXT_KINDS
     color: str
-    scale: str  # "small" | "large"
-    font_px: int
+    scale: str  # one of TEXT_SCALES
+    font_px: int  # in image pixels
     box: Box  # the ink's bounding box
 
     @property
@@ -76,18 +85,18 @@ class Text:
         """What a reader answers: the lower-cased text ("cat", "42", "q")."""
         return self.content.lower()
 
-    @property
-    def center(self) -> tuple[float, float]:
-        x0, y0, x1, y1 = self.box
-        return (x0 + x1) / 2, (y0 + y1) / 2
-
 
 @dataclass(frozen=True)
 class Scene:
     width: int
     height: int
-    shapes: tuple[Shape, ...]
+    shapes: tuple[Shape, ...]  # left to right
     texts: tuple[Text, ...]
+
+    @property
+    def view_scale(self) -> float:
+        """Image pixels per pixel of the tiny model's 48 px `pad` view."""
+        return max(self.width, self.height) / VIEW_SIZE
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -107,92 +116,100 @@ def _font(px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=px)  # bundled with Pillow: no download
 
 
-def _pick(rng: np.random.Generator, options):
+def _ink_size(content: str, px: int) -> tuple[int, int]:
+    left, top, right, bottom = _font(px).getbbox(content)
+    return right - left, bottom - top
+
+
+def pick(rng: np.random.Generator, options):
+    """One element of a sequence, uniformly."""
     return options[int(rng.integers(len(options)))]
+
+
+def sample_canvas(rng: np.random.Generator) -> tuple[int, int]:
+    """(width, height): a long side from LONG_SIDES and an aspect ratio from ASPECTS."""
+    long_side = pick(rng, LONG_SIDES)
+    aw, ah = pick(rng, ASPECTS)
+    if aw >= ah:
+        return long_side, round(long_side * ah / aw)
+    return round(long_side * aw / ah), long_side
 
 
 def _text_content(rng: np.random.Generator, kind: str) -> str:
     if kind == "word":
-        return _pick(rng, WORDS)
+        return pick(rng, WORDS)
     if kind == "number":
-        return _pick(rng, NUMBERS)
+        return pick(rng, NUMBERS)
     if kind == "letter":
-        return _pick(rng, LETTERS)
+        return pick(rng, LETTERS)
     if kind == "sum":
-        a, b = rng.integers(1, 10, size=2)
+        a, b = rng.integers(SUM_OPERANDS[0], SUM_OPERANDS[1] + 1, size=2)
         return f"{a}+{b}"
-    raise ValueError(f"unknown text kind {kind!r}; expected word, number, letter or sum")
+    raise ValueError(f"unknown text kind {kind!r}; expected one of {TEXT_KINDS}")
 
 
-def _place(rng: np.random.Generator, w: int, h: int, width: int, height: int, taken: list[Box], margin: int, gap: int):
-    """A random free box of w x h that keeps `gap` pixels from every taken box, or None."""
+def _font_px(rng: np.random.Generator, scale: str, view_scale: float) -> int:
+    if scale == "small":
+        return int(rng.integers(SMALL_TEXT_PX[0], SMALL_TEXT_PX[1] + 1))
+    lo, hi = TEXT_VIEW_PX[scale]
+    return round(int(rng.integers(lo, hi + 1)) * view_scale)
+
+
+def _place(rng: np.random.Generator, w: int, h: int, canvas: tuple[int, int], taken: list[Box], margin: int, gap: int):
+    """A random free w x h box at least `gap` pixels from every taken box, or None."""
+    width, height = canvas
     if w > width - 2 * margin or h > height - 2 * margin:
         return None
     for _ in range(PLACEMENT_TRIES):
         x = int(rng.integers(margin, width - margin - w + 1))
         y = int(rng.integers(margin, height - margin - h + 1))
-        box = (x, y, x + w, y + h)
         if all(x + w + gap <= a0 or a1 + gap <= x or y + h + gap <= b0 or b1 + gap <= y for a0, b0, a1, b1 in taken):
-            return box
+            return x, y, x + w, y + h
     return None
 
 
 def sample_scene(
     rng: np.random.Generator,
-    width: int,
-    height: int,
+    canvas: tuple[int, int],
     n_shapes: int,
     text_kinds: tuple[str, ...] = (),
     text_scale: str | None = None,
 ) -> Scene | None:
-    """Shapes with distinct (colour, kind) pairs and the requested text items, none overlapping.
+    """Shapes with distinct (colour, kind) names and the requested text items, none overlapping.
 
-    text_scale: "small", "large", or None for a coin flip per text item. Text colours are distinct.
-    Returns None when the items do not fit; callers sample again.
+    canvas: (width, height). text_scale: one of TEXT_SCALES, or None for a uniform choice per item.
+    Text items get distinct colours. Returns None when the items do not fit; callers sample again.
     """
-    scale = min(width, height) / BASE_SIZE
-    margin, gap = max(1, round(2 * scale)), max(1, round(2 * scale))
+    view_scale = max(canvas) / VIEW_SIZE
+    margin, gap = max(1, round(MARGIN_VIEW_PX * view_scale)), max(1, round(GAP_VIEW_PX * view_scale))
     taken: list[Box] = []
 
     texts = []
     text_colors = rng.permutation(len(COLOR_NAMES))[: len(text_kinds)]
     for kind, color_index in zip(text_kinds, text_colors, strict=True):
         content = _text_content(rng, kind)
-        size = text_scale or ("small" if rng.random() < 0.5 else "large")
-        if size == "small":
-            px = int(rng.integers(SMALL_FONT_PX[0], SMALL_FONT_PX[1] + 1))
-        else:
-            px = round(int(rng.integers(LARGE_FONT_PX[0], LARGE_FONT_PX[1] + 1)) * scale)
-            while px > SMALL_FONT_PX[1] + 3 and _ink_size(content, px)[0] > width - 2 * margin - 4:
-                px -= 1
-        w, h = _ink_size(content, px)
-        box = _place(rng, w, h, width, height, taken, margin, gap)
+        scale = text_scale or pick(rng, TEXT_SCALES)
+        px = _font_px(rng, scale, view_scale)
+        box = _place(rng, *_ink_size(content, px), canvas, taken, margin, gap)
         if box is None:
             return None
         taken.append(box)
-        texts.append(Text(content, kind, COLOR_NAMES[int(color_index)], size, px, box))
+        texts.append(Text(content, kind, COLOR_NAMES[int(color_index)], scale, px, box))
 
-    combo_weights = np.outer(COLOR_WEIGHTS, SHAPE_WEIGHTS).ravel()
-    combos = rng.choice(combo_weights.size, size=n_shapes, replace=False, p=combo_weights / combo_weights.sum())
-    sizes = rng.random(n_shapes) < 0.5
-    drawn = []
-    for combo, is_small in sorted(zip(combos, sizes, strict=True), key=lambda pair: pair[1]):  # large ones first
-        size = "small" if is_small else "large"
-        lo, hi = SHAPE_PX[size]
-        side = round(float(rng.uniform(lo, hi)) * scale)
-        box = _place(rng, side, side, width, height, taken, margin, gap)
+    prior = np.outer(COLOR_WEIGHTS, SHAPE_WEIGHTS).ravel()
+    combos = rng.choice(prior.size, size=n_shapes, replace=False, p=prior / prior.sum())
+    sizes = [pick(rng, ("small", "large")) for _ in range(n_shapes)]
+    shapes = []
+    for combo, size in sorted(zip(combos, sizes, strict=True), key=lambda pair: pair[1]):  # large ones first
+        lo, hi = SHAPE_VIEW_PX[size]
+        side = round(float(rng.uniform(lo, hi)) * view_scale)
+        box = _place(rng, side, side, canvas, taken, margin, gap)
         if box is None:
             return None
         taken.append(box)
-        color, kind = COLOR_NAMES[combo // len(SHAPES)], SHAPES[combo % len(SHAPES)]
-        drawn.append(Shape(kind, color, size, box))
-    drawn.sort(key=lambda s: (s.center[0], s.center[1]))  # record order: left to right
-    return Scene(width, height, tuple(drawn), tuple(texts))
-
-
-def _ink_size(content: str, px: int) -> tuple[int, int]:
-    left, top, right, bottom = _font(px).getbbox(content)
-    return right - left, bottom - top
+        shapes.append(Shape(SHAPES[combo % len(SHAPES)], COLOR_NAMES[combo // len(SHAPES)], size, box))
+    shapes.sort(key=lambda s: s.center)
+    return Scene(canvas[0], canvas[1], tuple(shapes), tuple(texts))
 
 
 def render_scene(scene: Scene) -> Image.Image:
@@ -225,6 +242,7 @@ def render_scene(scene: Scene) -> Image.Image:
 
 
 def encode_png(image: Image.Image) -> bytes:
+    """PNG bytes with no metadata, so equal images give equal bytes."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

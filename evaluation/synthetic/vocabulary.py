@@ -1,18 +1,18 @@
 """The closed vocabulary of the synthetic world: shapes, colours, sizes, words and prompts.
 
 Everything a question or an answer can say is listed here, so a tiny LLaMA trained for minutes
-sees a small, consistent language. Changing anything here changes the world: bump
-`GENERATOR_VERSION` in `world.py` so cached worlds are regenerated.
+sees a small, consistent language. Cached worlds are keyed by a digest of this package's source
+(see `world.py`), so editing anything here regenerates them.
 """
 
 from __future__ import annotations
 
 SHAPES = ("circle", "square", "triangle", "cross")
 # Object frequencies are deliberately uneven (the same prior in every split), so POPE's
-# "popular" split asks about objects the model has seen most often, as in the real POPE.
+# "popular" negatives ask about objects the model has seen most often, as in the real POPE.
 SHAPE_WEIGHTS = (0.34, 0.28, 0.22, 0.16)
 
-# Well separated on a dark background; "white" doubles as the usual text colour.
+# Well separated on a dark background.
 COLORS = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),
@@ -27,18 +27,19 @@ BACKGROUND = (28, 28, 28)
 
 SIZES = ("small", "large")
 
-# Three-letter words, none of them a colour, shape, size or yes/no.
+# Three-letter words, none of them a colour, shape, size, number word or yes/no.
 WORDS = (
     "CAT", "DOG", "SUN", "CAR", "BOX", "CUP", "HAT", "PEN", "MAP", "KEY",
     "BUS", "EGG", "FOX", "OWL", "BEE", "SKY", "ANT", "PIG", "COW", "JAM",
 )  # fmt: skip
-# "A" is left out: the VQA answer normaliser deletes the article "a".
-LETTERS = tuple("BCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Left out: "A" (the VQA answer normaliser deletes the article "a"), "I" and "O" (they read as 1 and 0).
+LETTERS = tuple("BCDEFGHJKLMNPQRSTUVWXYZ")
 NUMBERS = tuple(str(n) for n in range(100))
-TEXT_KINDS = ("word", "number", "letter", "sum")
+READABLE_KINDS = ("word", "number", "letter")  # text a question may ask to read
+SUM_OPERANDS = (1, 4)  # inclusive range of each operand of a drawn "a+b"
 
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
-# relation word -> (question phrase, axis, sign): "A is left of B" when A's centre x is smaller.
+# relation -> (question phrase, axis (0 = x, 1 = y), sign): "A left of B" when A's centre x is smaller.
 RELATIONS = {
     "left": ("to the left of", 0, -1),
     "right": ("to the right of", 0, +1),
@@ -47,7 +48,8 @@ RELATIONS = {
 }
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
-# The prompts exactly as lmms-eval's task code builds them (default lmms_eval_specific_kwargs).
+# The prompt pieces exactly as lmms-eval's task code builds them (default lmms_eval_specific_kwargs);
+# tests/evaluation/test_tasks_prompts.py checks training prompts against lmms-eval's doc_to_text.
 SHORT_ANSWER_PROMPT = "\nAnswer the question using a single word or phrase."
 OPTION_LETTER_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 MME_SUFFIX = " Please answer yes or no."

@@ -1,0 +1,169 @@
+"""A whole sweep: check every cell, build the world once, run what is left, collect the table, write the report."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.records import write_results_table
+from evaluation.sweep.cells import CellRun
+from evaluation.sweep.launchers import Launcher, LocalLauncher
+from evaluation.sweep.results import STAGE_TIMING_KEYS, collect_results
+from evaluation.sweep.spec import CellConfig, SweepSpec, SweepSpecError, WorldSpec, fingerprint, select_cells
+from evaluation.sweep.stages import REAL_STAGES, Stages, WorldPaths
+from evaluation.sweep.state import (
+    cell_dir,
+    describe_status,
+    is_done,
+    now_iso,
+    read_cell_state,
+    read_json,
+    write_json,
+    write_text,
+)
+
+WORLD_FOLDER = "world"
+REPORT_FOLDER = "report"
+REPORT_STATE = "report_state.json"
+LOCK_FILE = ".sweep.lock"
+SPEC_COPY = "spec.yaml"
+STAGE_TIMINGS = ("generation_s", "training_s", "evaluation_s", "efficiency_s", "report_s")
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a sweep run produced; `this_run` holds the seconds spent now, per stage (reused work counts 0)."""
+
+    out_dir: Path
+    results: pd.DataFrame
+    runs: tuple[CellRun, ...]
+    failed: tuple[str, ...]  # ids of cells whose latest attempt failed
+    report_page: Path | None
+    report_error: str | None
+    this_run: dict[str, float]
+
+
+def cell_statuses(spec: SweepSpec, out_dir: Path) -> list[tuple[CellConfig, str]]:
+    """Each cell with what is already done (for `--dry-run`)."""
+    return [(cell, describe_status(read_cell_state(cell_dir(out_dir, cell.cell_id)), cell.fingerprint())) for cell in spec.cells]
+
+
+def pending_cells(cells: Sequence[CellConfig], out_dir: Path) -> list[CellConfig]:
+    return [c for c in cells if not is_done(read_cell_state(cell_dir(out_dir, c.cell_id)), c.fingerprint())]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: Path,
+    *,
+    stages: Stages = REAL_STAGES,
+    only: Sequence[str] | None = None,
+    launcher: Launcher | None = None,
+    progress: bool = True,
+) -> SweepOutcome:
+    """Run every selected cell not yet done, then collect `results.parquet`/`.csv` and write the report.
+
+    Every cell is checked (`stages.check_cell`) before any runs; a failing cell is recorded and the
+    sweep goes on. Raises SweepSpecError for a bad spec or `--only`, RuntimeError if another sweep
+    holds the folder.
+    """
+    out_dir = Path(out_dir)
+    selected = select_cells(spec, only)
+    for cell in spec.cells:
+        try:
+            stages.check_cell(cell)
+        except ValueError as exc:
+            raise SweepSpecError(f"sweep spec {spec.source}: cell {cell.cell_id}: {exc}") from None
+    with sweep_lock(out_dir):
+        _save_spec_copy(spec, out_dir)
+        pending = pending_cells(selected, out_dir)
+        this_run = dict.fromkeys(STAGE_TIMINGS, 0.0)
+        world = None
+        if spec.world is not None and pending:
+            world, this_run["generation_s"] = prepare_world(out_dir / WORLD_FOLDER, spec.world, stages)
+        runs = tuple((launcher or LocalLauncher()).run(pending, out_dir, world, stages, progress))
+        for run in runs:
+            for stage, seconds in run.seconds.items():
+                this_run[STAGE_TIMING_KEYS[stage]] += seconds
+        recorded_generation = _recorded_world_seconds(out_dir / WORLD_FOLDER)
+        results = collect_results(out_dir, spec.cells, {"generation_s": recorded_generation})
+        page, report_error, report_seconds = None, None, None
+        if not results.empty:
+            write_results_table(results, out_dir)
+            if spec.report is not None:
+                page, report_error, report_seconds, built = _report(results, out_dir, spec, stages)
+                this_run["report_s"] = report_seconds if built else 0.0
+            if report_seconds is not None:
+                results = collect_results(
+                    out_dir, spec.cells, {"generation_s": recorded_generation, "report_s": round(report_seconds, 3)}
+                )
+                write_results_table(results, out_dir)
+    failed = tuple(sorted(set(results.loc[results["status"] == "failed", "cell_id"]))) if not results.empty else ()
+    return SweepOutcome(out_dir, results, runs, failed, page, report_error, this_run)
+
+
+@contextmanager
+def sweep_lock(out_dir: Path) -> Iterator[None]:
+    """One sweep process per folder at a time; the OS drops the lock when the process dies, even by SIGKILL."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{out_dir}: another sweep is running in this folder; wait for it or use --out") from None
+        yield
+
+
+def _save_spec_copy(spec: SweepSpec, out_dir: Path) -> None:
+    """The spec as run, next to its results."""
+    write_text(out_dir / SPEC_COPY, spec.source.read_text(encoding="utf-8"))
+
+
+def prepare_world(folder: Path, spec: WorldSpec, stages: Stages) -> tuple[WorldPaths, float]:
+    """The world under `folder`, built only when missing or built from another spec; returns (paths, seconds spent now)."""
+    state_file = folder / "state.json"
+    key = fingerprint(asdict(spec))
+    if state_file.is_file():
+        state = read_json(state_file)
+        if state.get("fingerprint") == key:
+            return WorldPaths.from_dict(folder, state["paths"]), 0.0
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    world = stages.build_world(folder, spec)
+    seconds = time.perf_counter() - start
+    write_json(state_file, {"fingerprint": key, "seconds": round(seconds, 3), "paths": world.to_dict(), "built_at": now_iso()})
+    return world, seconds
+
+
+def _recorded_world_seconds(folder: Path) -> float:
+    state_file = folder / "state.json"
+    return float(read_json(state_file)["seconds"]) if state_file.is_file() else 0.0
+
+
+def _report(
+    results: pd.DataFrame, out_dir: Path, spec: SweepSpec, stages: Stages
+) -> tuple[Path | None, str | None, float | None, bool]:
+    """(page, error, seconds, built now): the report is rebuilt only when the table changed since the last one."""
+    key = fingerprint([results.to_csv(index=False), asdict(spec.report)])
+    state_file = out_dir / REPORT_STATE
+    if state_file.is_file():
+        state = read_json(state_file)
+        page = Path(state["page"])
+        if state["fingerprint"] == key and page.is_file():
+            return page, None, float(state["seconds"]), False
+    start = time.perf_counter()
+    try:
+        page = Path(stages.report(out_dir, out_dir / REPORT_FOLDER, spec.report))
+    except Exception as exc:  # the results stay valid without a report; say why it is missing
+        return None, " ".join(f"{type(exc).__name__}: {exc}".split()), None, False
+    seconds = time.perf_counter() - start
+    write_json(state_file, {"fingerprint": key, "seconds": round(seconds, 3), "page": str(page.resolve()), "built_at": now_iso()})
+    return page, None, seconds, True

@@ -1,0 +1,166 @@
+"""The work a sweep cell does, behind one small interface: world, training, evaluation, efficiency, report.
+
+`REAL_STAGES` calls the suite's own APIs, imported only when a stage runs (so `--dry-run` and the
+spec checks stay light). Tests pass a `Stages` of fakes to the runner instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    """Where the synthetic world's parts are (the fields of `evaluation.synthetic.World`)."""
+
+    root: Path
+    stage1_json: Path
+    stage2_json: Path
+    image_folder: Path
+    eval_root: Path
+
+    def to_dict(self) -> dict[str, str]:
+        """Paths relative to `root`, so a moved sweep folder keeps working."""
+        return {name: str(Path(path).relative_to(self.root)) for name, path in asdict(self).items() if name != "root"}
+
+    @classmethod
+    def from_dict(cls, root: Path, raw: Mapping[str, str]) -> WorldPaths:
+        return cls(root=root, **{name: root / path for name, path in raw.items()})
+
+
+@dataclass(frozen=True)
+class Stages:
+    """One callable per stage. Each writes only under the folder it is given and returns what it made."""
+
+    build_world: Callable[[Path, WorldSpec], WorldPaths]
+    check_cell: Callable[[CellConfig], None]  # raise ValueError before any cell runs
+    train: Callable[[CellConfig, WorldPaths | None, Path, int], Path]  # (cell, world, folder, gpus) -> checkpoint
+    evaluate: Callable[[Path, CellConfig, WorldPaths | None, Path], Path]  # (checkpoint, ...) -> lmms-eval folder
+    measure: Callable[[Path, CellConfig], Mapping[str, float]]  # checkpoint -> EFFICIENCY_METRICS values
+    report: Callable[[Path, Path, ReportOptions], Path]  # (results folder, report folder) -> page
+
+
+def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
+    from evaluation.synthetic import build_world as build_synthetic_world
+
+    world = build_synthetic_world(root, preset=spec.preset, seed=spec.seed)
+    return WorldPaths(
+        root=Path(root),
+        stage1_json=Path(world.stage1_json),
+        stage2_json=Path(world.stage2_json),
+        image_folder=Path(world.image_folder),
+        eval_root=Path(world.eval_root),
+    )
+
+
+def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, Any]:
+    """Recipe overrides that make the recipe train this cell: its model, seed and (synthetic) data."""
+    overrides: dict[str, Any] = {
+        "model.projector_type": cell.projector,
+        "model.scale_factor": cell.scale_factor or 1,
+        "model.image_aspect_ratio": "slice" if cell.patch_num is not None else "pad",
+        "model.patch_num": cell.patch_num,
+        "seed": cell.seed,
+        **{f"model.{name}": value for name, value in cell.model.items()},
+    }
+    if world is not None:
+        overrides |= {
+            "stage1.data_path": str(world.stage1_json),
+            "stage2.data_path": str(world.stage2_json),
+            "image_folder": str(world.image_folder),
+        }
+    return overrides | dict(cell.recipe_overrides)
+
+
+def check_cell(cell: CellConfig) -> None:
+    """Check the options handed to the other stages against the functions that take them."""
+    if cell.efficiency:
+        from evaluation.efficiency import measure as measure_efficiency
+
+        _check_keywords(measure_efficiency, cell.efficiency, "efficiency")
+
+
+def _check_keywords(function: Callable[..., Any], options: Mapping[str, Any], section: str) -> None:
+    parameters = inspect.signature(function).parameters
+    allowed = [name for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY or p.default is not p.empty]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{section} options {unknown} are not taken by {function.__qualname__}; allowed: {allowed}")
+
+
+def train(cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int) -> Path:
+    """Both stages from the cell's recipe; with more than one GPU, through `accelerate launch` (one process per GPU)."""
+    overrides = training_overrides(cell, world)
+    if gpus > 1:
+        return _launch_distributed_training(cell.recipe, overrides, folder, gpus)
+    from training.api import train_two_stages
+
+    return Path(train_two_stages(cell.recipe, overrides, folder))
+
+
+def _launch_distributed_training(recipe: str | None, overrides: Mapping[str, Any], folder: Path, gpus: int) -> Path:
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus),
+        "-m", "tokenpacker.cli", "train", str(recipe), "--out", str(folder),
+        *(f"{key}={_override_text(value)}" for key, value in overrides.items()),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    from training.api import final_checkpoint
+
+    return Path(final_checkpoint(folder))
+
+
+def _override_text(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def evaluate(checkpoint: Path, cell: CellConfig, world: WorldPaths | None, folder: Path) -> Path:
+    from evaluation.evaluate import evaluate as evaluate_checkpoint
+
+    options = cell.evaluation
+    data_root = world.eval_root if world is not None else options.data_root
+    return Path(
+        evaluate_checkpoint(
+            checkpoint,
+            list(cell.tasks),
+            folder,
+            limit=options.limit,
+            batch_size=options.batch_size,
+            device=options.device,
+            dtype=options.dtype,
+            data_root=data_root,
+            log_samples=True,
+        )
+    )
+
+
+def measure(checkpoint: Path, cell: CellConfig) -> Mapping[str, float]:
+    from evaluation.efficiency import measure as measure_efficiency
+
+    return measure_efficiency(checkpoint, **dict(cell.efficiency or {}))
+
+
+def report(results_folder: Path, report_folder: Path, options: ReportOptions) -> Path:
+    from reports.build import build_report
+    from reports.reference import default_reference_csv
+
+    reference = default_reference_csv() if options.reference else None
+    return build_report([results_folder], report_folder, reference_csv=reference, baseline=options.baseline)
+
+
+REAL_STAGES = Stages(
+    build_world=build_world,
+    check_cell=check_cell,
+    train=train,
+    evaluate=evaluate,
+    measure=measure,
+    report=report,
+)

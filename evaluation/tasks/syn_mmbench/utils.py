@@ -1,0 +1,30 @@
+"""Synthetic MMBench: four-option questions in all four rotations, prompted and scored by
+lmms-eval's MMBench code with circular evaluation and its offline ("static") answer extraction."""
+
+from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator, mmbench_process_results
+
+from evaluation.tasks.local_data import doc_visuals, synthetic_questions_file, with_absolute_images
+from evaluation.tasks.scoring import score_unless_unreadable
+
+TASK = "syn_mmbench"
+ID_FIELD = "index"
+# Resolved from TOKENPACKER_DATA_ROOT when lmms-eval loads syn_mmbench.yaml (`!function utils.QUESTIONS_FILE`).
+QUESTIONS_FILE = synthetic_questions_file(TASK)
+
+
+def syn_mmbench_process_docs(dataset):
+    return with_absolute_images(dataset, TASK)
+
+
+def syn_mmbench_doc_to_visual(doc):
+    return doc_visuals(doc, ID_FIELD)
+
+
+def syn_mmbench_process_results(doc, results):
+    return score_unless_unreadable(mmbench_process_results, doc, results, ID_FIELD)
+
+
+def syn_mmbench_aggregate_results(results):
+    """Circular accuracy in percent, as mmbench_en_dev_static reports it (without its results file)."""
+    overall, _, _ = mmbench_evaluator.eval_result(results, eval_method="static")
+    return overall * 100

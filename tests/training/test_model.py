@@ -1,0 +1,52 @@
+"""Which parts train in which stage, building from local CLIP + LLM folders, LoRA targets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, CLIPVisionModel
+
+from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
+from training.model import add_lora, build_model, set_trained_parts, trainable_parameter_names
+from training.recipe import ModelRecipe
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_tiny_model(tiny_config("tokenpacker", 4), seed=0)
+
+
+@pytest.mark.parametrize(("stage", "trained"), [(1, {"projector"}), (2, {"projector", "language_model"})])
+def test_stage_trains_only_its_parts(tiny_model, stage, trained):
+    set_trained_parts(tiny_model, stage)
+    for name, parameter in tiny_model.named_parameters():
+        assert parameter.requires_grad == (name.split(".")[0] in trained), name
+
+
+def test_lora_trains_adapters_and_projector_only(tiny_model):
+    set_trained_parts(tiny_model, 2)
+    model = add_lora(build_tiny_model(tiny_config("tokenpacker", 4), seed=0), rank=4, alpha=8, dropout=0.0)
+    names = trainable_parameter_names(model)
+    assert names and all("lora_" in n or ".projector.modules_to_save." in n for n in names)
+    assert any(".projector.modules_to_save." in n for n in names)
+    assert not any("vision_tower" in n or "lm_head" in n for n in names)
+
+
+def test_pretrained_source_loads_both_folders_and_initialises_the_projector(tmp_path):
+    source = build_tiny_model(tiny_config("tokenpacker", 4), seed=3)
+    source.vision_tower.clip.save_pretrained(tmp_path / "clip")
+    tiny_image_processor().save_pretrained(tmp_path / "clip")
+    source.language_model.save_pretrained(tmp_path / "llm")
+    build_tiny_tokenizer().save_pretrained(tmp_path / "llm")
+    recipe = ModelRecipe(source="pretrained", scale_factor=4, vision_tower=str(tmp_path / "clip"),
+                         language_model=str(tmp_path / "llm"), multi_level_layers=[2, 3, 4, 5])
+    model, processor = build_model(recipe)
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    state, expected = model.state_dict(), source.state_dict()
+    for name, tensor in expected.items():
+        if not name.startswith("projector."):
+            assert torch.equal(state[name], tensor), name
+    assert processor.tokenizer.pad_token_id is not None
+    assert processor.image_processor.crop_size["height"] == 48
+    assert isinstance(model.vision_tower.clip, CLIPVisionModel)
+    assert isinstance(model.language_model, type(AutoModelForCausalLM.from_config(source.config.text_config)))

@@ -1,0 +1,77 @@
+"""The two-stage run as one call, for the CLI and the sweep runner.
+
+Layout of `output_dir`: `recipe.yaml` (the resolved recipe), `stage1/` and `stage2/` (see
+training.stages). Calling again with the same recipe continues where the last call stopped:
+finished stages are skipped, an interrupted stage resumes from its last Trainer checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from training.projector_file import PROJECTOR_FILE
+from training.recipe import Recipe, RecipeError, load_recipe
+from training.stages import run_stage
+
+RECIPE_FILE = "recipe.yaml"
+
+
+def train_two_stages(
+    recipe: str | Path | Mapping, overrides: Mapping[str, object] | None = None, output_dir: Path | None = None
+) -> Path:
+    """Stage 1 then stage 2; returns the final stage-2 checkpoint folder (loadable with
+    AutoModelForCausalLM.from_pretrained and TokenPackerProcessor.from_pretrained).
+
+    `output_dir` defaults to the recipe's. With `projector_file` set, stage 1 is skipped.
+    """
+    resolved = load_recipe(recipe, overrides)
+    folder = output_dir or resolved.output_dir
+    if folder is None:
+        raise RecipeError("no output folder: set output_dir in the recipe or pass --output_dir PATH")
+    folder = Path(folder)
+    resolved = dataclasses.replace(resolved, output_dir=str(folder))
+    claim_output_dir(resolved, folder)
+    if resolved.projector_file:
+        projector = Path(resolved.projector_file)
+    else:
+        projector = run_stage(resolved, 1, folder / "stage1") / PROJECTOR_FILE
+    return run_stage(resolved, 2, folder / "stage2", projector_file=projector)
+
+
+def claim_output_dir(recipe: Recipe, folder: Path) -> None:
+    """Record the recipe in `folder`, or check that a run already there used the same one, so a
+    resumed run never mixes settings."""
+    path = folder / RECIPE_FILE
+    wanted = recipe.to_dict()
+    if path.is_file():
+        previous = flatten(yaml.safe_load(path.read_text()) or {})
+        current = flatten(wanted)
+        changed = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
+        if changed:
+            raise RecipeError(
+                f"{folder} already holds a run with a different recipe (changed: {', '.join(changed)}); "
+                "resume with the same settings or choose a new output_dir"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".yaml")
+    with os.fdopen(handle, "w") as stream:
+        yaml.safe_dump(wanted, stream, sort_keys=False)
+    os.replace(temporary, path)  # atomic: ranks of a distributed run may all get here
+
+
+def flatten(nested: Mapping, prefix: str = "") -> dict[str, object]:
+    """{"stage1": {"learning_rate": x}} -> {"stage1.learning_rate": x}."""
+    flat: dict[str, object] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,96 @@
+"""Builders for the model a stage trains: tiny from a seed or from local CLIP + LLM folders,
+which parts train in which stage, and optional LoRA for stage 2."""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
+
+from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM, default_attn_implementation
+from tokenpacker.processing import TokenPackerProcessor
+from tokenpacker.projectors import build_projector
+from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
+from training.recipe import ModelRecipe
+
+# The submodules each stage trains (DESIGN 2); the vision tower is frozen in both.
+TRAINED_PARTS = {1: ("projector",), 2: ("projector", "language_model")}
+
+
+def build_model(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
+    """The untrained starting point of both stages and the processor that feeds it."""
+    model, processor = build_tiny(recipe) if recipe.source == "tiny" else build_pretrained(recipe)
+    return model.to(getattr(torch, recipe.dtype)), processor
+
+
+def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
+    config = tiny_config(recipe.projector_type, recipe.scale_factor, patch_num=recipe.patch_num)
+    processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
+    return build_tiny_model(config, seed=recipe.init_seed), processor
+
+
+def build_pretrained(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
+    """LLaVA's starting point: pretrained CLIP and LLM weights, a freshly initialised projector.
+
+    The composite is made on the meta device and its three parts replaced by the loaded ones,
+    so a 7B model is never randomly initialised just to be overwritten.
+    """
+    dtype = getattr(torch, recipe.dtype)
+    attention = recipe.attn_implementation or default_attn_implementation("cuda" if torch.cuda.is_available() else "cpu")
+    language_model = AutoModelForCausalLM.from_pretrained(recipe.language_model, dtype=dtype, attn_implementation=attention)
+    clip = CLIPVisionModel.from_pretrained(recipe.vision_tower, dtype=dtype)
+    config = TokenPackerConfig(
+        vision_config=clip.config.to_dict(),
+        text_config=language_model.config.to_dict(),
+        projector_type=recipe.projector_type,
+        scale_factor=recipe.scale_factor,
+        image_aspect_ratio="slice" if recipe.patch_num is not None else "pad",
+        patch_num=recipe.patch_num,
+        multi_level_layers=recipe.multi_level_layers,
+    )
+    with torch.device("meta"):
+        model = TokenPackerForCausalLM(config)
+    model.language_model = language_model
+    model.vision_tower.clip = clip.requires_grad_(False)
+    with torch.random.fork_rng():
+        torch.manual_seed(recipe.init_seed)
+        model.projector = build_projector(config.projector_type, config.projector_spec()).to(dtype)
+    tokenizer = AutoTokenizer.from_pretrained(recipe.language_model)
+    if tokenizer.pad_token is None:  # LLaMA/Vicuna ship none; LLaVA pads with unk
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    processor = TokenPackerProcessor(tokenizer, AutoImageProcessor.from_pretrained(recipe.vision_tower), config)
+    return model, processor
+
+
+def set_trained_parts(model: TokenPackerForCausalLM, stage: int) -> None:
+    """Freeze everything, then unfreeze what `stage` trains."""
+    model.requires_grad_(False)
+    for name in TRAINED_PARTS[stage]:
+        getattr(model, name).requires_grad_(True)
+
+
+def lora_target_modules(model: TokenPackerForCausalLM) -> list[str]:
+    """Every linear layer of the LLM except its output head, as LLaVA's LoRA recipe does."""
+    head = model.get_output_embeddings()
+    return [
+        f"language_model.{name}"
+        for name, module in model.language_model.named_modules()
+        if isinstance(module, nn.Linear) and module is not head
+    ]
+
+
+def add_lora(model: TokenPackerForCausalLM, rank: int, alpha: int, dropout: float) -> PeftModel:
+    """LoRA adapters on the LLM; the projector trains fully and is saved with the adapters."""
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=lora_target_modules(model),
+        modules_to_save=["projector"],
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_parameter_names(model: nn.Module) -> list[str]:
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
