@@ -48,7 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=4, help="decoder layers (default: %(default)s)")
     parser.add_argument("--text-tokens", type=int, default=DEFAULT_TEXT_TOKENS, help="default: %(default)s")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds, median kept (default: %(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="timed rounds, median kept (default: %(default)s)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -65,7 +67,10 @@ def main(argv: list[str]) -> int:
 
     def prefill_round() -> dict[int, float]:
         with torch.inference_mode():
-            return {tokens: wall_seconds(lambda x=x: decoder(inputs_embeds=x), device) for tokens, x in inputs.items()}
+            return {
+                tokens: wall_seconds(lambda x=x: decoder(inputs_embeds=x), device)
+                for tokens, x in inputs.items()
+            }
 
     rounds = repeated_runs(prefill_round, runs=args.rounds, warmup=args.warmup, desc="prefill rounds")
     seconds = {tokens: statistics.median(r[tokens] for r in rounds) for tokens in VISUAL_TOKENS}

@@ -71,13 +71,18 @@ def check_out_dir(out_dir: Path) -> None:
 
 def _publish(staging: Path, out_dir: Path) -> None:
     """Move the finished report into place, replacing an earlier report in `out_dir`."""
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old."))
-        out_dir.rename(retired / out_dir.name)
+    if not out_dir.exists():
         staging.rename(out_dir)
-        shutil.rmtree(retired)
-    else:
+        return
+    retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old."))
+    out_dir.rename(retired / out_dir.name)
+    try:
         staging.rename(out_dir)
+    except OSError:
+        (retired / out_dir.name).rename(out_dir)  # put the earlier report back
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _cost_points(results: pd.DataFrame, column: ScoreColumn, cost: str) -> pd.DataFrame:
@@ -169,13 +174,14 @@ def _heatmap_jobs(results: pd.DataFrame, columns: Sequence[ScoreColumn]) -> list
 
 
 def _bars_job(results: pd.DataFrame, columns: Sequence[ScoreColumn]) -> list[FigureJob]:
-    if not columns:
-        return []
+    """Grouped bars of every score column, when any config reports a score."""
     values = (
         pivot_values(results)
         .reindex(columns=[(c.task, c.metric) for c in columns])
         .reindex(row_info(results).index)
     )
+    if values.isna().all().all():
+        return []
     chance = chance_levels(results)
     draw = partial(
         plot_benchmark_bars,
@@ -259,7 +265,7 @@ def build_report(
     `reference_csv` holds quoted paper numbers printed beside the measured rows (None: none).
     Raises ReportInputError for unusable input; `out_dir` is then left as it was.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     check_out_dir(out_dir)
     results = load_results(inputs)
     quoted, benchmarks = read_reference(reference_csv) if reference_csv is not None else ([], [])

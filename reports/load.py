@@ -7,8 +7,9 @@ Both become rows in the `evaluation.records` format plus report columns (`EXTRA_
   runs, each run's rows get "[origin]" appended, so numbers of different runs never share a row;
 - `samples_file`: the per-sample jsonl, absolute, or missing;
 - `higher_is_better`: lmms-eval's flag, or missing;
-- `chance`: the task's chance level (the results table's optional `chance` column, or lmms-eval's
-  task config `metadata.chance`), or missing.
+- `chance`: the metric's chance level (the results table's optional `chance` column, or lmms-eval's
+  task config `metadata.chance`: a number, or {metric: number}), or missing.
+Task names `local_<task>` (the suite's local copies of lmms-eval's benchmarks) are filed under <task>.
 Numbers are copied, never recomputed. Conflicting numbers for one config of one run are refused.
 """
 
@@ -32,7 +33,7 @@ from evaluation.records import (
     resolve_results_file,
 )
 from reports.errors import ReportInputError
-from reports.scores import METRIC_ALIASES
+from reports.scores import METRIC_ALIASES, benchmark_task, reported
 
 EXTRA_COLUMNS = ("source", "origin", "row_label", "samples_file", "higher_is_better", "chance")
 CHANCE_COLUMN = "chance"
@@ -110,6 +111,7 @@ def load_results_table(path: Path) -> pd.DataFrame:
         raise ReportInputError(str(exc)) from None
     if frame.empty:
         raise ReportInputError(f"{file}: results table has no records")
+    frame["task"] = frame["task"].map(benchmark_task, na_action="ignore").astype("string")
     frame["source"] = str(file)
     frame["origin"] = file.resolve().parent.name
     frame["row_label"] = [
@@ -193,7 +195,7 @@ def load_lmms_eval_results(file: Path, root: Path | None = None) -> pd.DataFrame
             "patch_num": patch_num,
             "seed": None,
             "config_json": config_json,
-            "task": task,
+            "task": benchmark_task(task),
             "n_samples": _n_samples(payload, task),
             "samples_path": samples.name if samples.is_file() else None,
             "suite_version": None,
@@ -207,17 +209,17 @@ def load_lmms_eval_results(file: Path, root: Path | None = None) -> pd.DataFrame
             "origin": str(model_name),
             "row_label": label,
             "samples_file": str(samples.resolve()) if samples.is_file() else None,
-            CHANCE_COLUMN: _task_chance(payload, task, file),
         }
         for metric, (value, stderr) in _metric_values(entry).items():
             flag = (higher.get(task) or {}).get(metric.split(",")[0])
             rows.append(
                 common
                 | {
-                    "metric": METRIC_ALIASES.get((task, metric), metric),
+                    "metric": METRIC_ALIASES.get((benchmark_task(task), metric), metric),
                     "value": value,
                     "stderr": stderr,
                     "higher_is_better": flag if isinstance(flag, bool) else None,
+                    CHANCE_COLUMN: _task_chance(payload, task, metric, file),
                 }
             )
     if not rows:
@@ -284,15 +286,21 @@ def _n_samples(payload: dict[str, Any], task: str) -> int | None:
     )
 
 
-def _task_chance(payload: dict[str, Any], task: str, file: Path) -> float | None:
-    """configs[task].metadata.chance, when the task declares one."""
+def _task_chance(payload: dict[str, Any], task: str, metric: str, file: Path) -> float | None:
+    """The chance level a task declares in configs[task].metadata.chance: one number for all its
+    metrics, or {metric: number} (the suite's synthetic tasks); None when it declares none."""
     config = payload["configs"].get(task)
     metadata = config.get("metadata") if isinstance(config, dict) else None
     raw = metadata.get("chance") if isinstance(metadata, dict) else None
+    if isinstance(raw, dict):
+        raw = raw.get(metric.split(",")[0])
     if raw is None:
         return None
     if not _is_number(raw):
-        raise ReportInputError(f"{file}: configs[{task!r}].metadata.chance is {raw!r}, expected a number")
+        raise ReportInputError(
+            f"{file}: configs[{task!r}].metadata.chance for {metric} is {raw!r}; expected a number, "
+            "or a mapping from metric to number"
+        )
     return float(raw)
 
 
@@ -405,8 +413,8 @@ def drop_duplicate_values(frame: pd.DataFrame) -> pd.DataFrame:
     a failed record is dropped where a successful one exists (a cell that failed and was re-run).
     """
     key = ["row_label", "task", "metric"]
-    succeeded = (frame["status"] == "ok") & frame["value"].notna()
-    ok = frame[succeeded]
+    ok = reported(frame)
+    succeeded = frame.index.isin(ok.index)
     for (label, task, metric), group in ok.groupby(key, sort=True):
         if group["value"].nunique() > 1:
             shown = "; ".join(

@@ -1,7 +1,8 @@
 """Score columns: which (task, metric) pairs a report shows, their readable labels, and the wide pivot.
 
-A score column is one lmms-eval (task, metric) pair. Known real benchmarks get the names papers use;
-any other task (the synthetic `syn_*` tasks included) is labelled generically as "task (metric)".
+A score column is one lmms-eval (task, metric) pair. Known real benchmarks get the names papers use,
+the suite's synthetic counterparts (`syn_*`) the same names marked "Syn.", and any other task is
+labelled generically as "task (metric)".
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ from reports.errors import ReportInputError
 # lmms-eval <= 0.3 spelled the MME perception metric "mme_percetion_score"; 0.7 spells it correctly.
 # The loader renames the old key so both land in one column (the value is untouched).
 METRIC_ALIASES: dict[tuple[str, str], str] = {("mme", "mme_percetion_score"): "mme_perception_score"}
+
+# The suite runs the real benchmarks as `local_<task>`: lmms-eval's own task on a local copy of its
+# data, same prompts and scoring (evaluation/tasks/README.md). The loader files them under <task>, so
+# a suite run and an lmms-eval run made elsewhere share one column (the value is untouched).
+LOCAL_TASK_PREFIX = "local_"
+
+# The suite's synthetic tasks -> the benchmark whose format and scoring they take.
+SYNTHETIC_BENCHMARKS: dict[str, str] = {
+    "syn_mme": "mme",
+    "syn_textvqa": "textvqa_val",
+    "syn_gqa": "gqa",
+    "syn_mmbench": "mmbench_en_dev",
+    "syn_pope": "pope",
+}
 
 TASK_LABELS: dict[str, str] = {
     "gqa": "GQA",
@@ -68,11 +83,25 @@ class ScoreColumn:
     metric: str
 
     @property
+    def benchmark_key(self) -> tuple[str, str] | None:
+        """The known (benchmark, metric) this column is, or is the synthetic counterpart of."""
+        key = (SYNTHETIC_BENCHMARKS.get(self.task, self.task), self.metric)
+        return key if key in PRIMARY_COLUMNS else None
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.task in SYNTHETIC_BENCHMARKS
+
+    @property
     def label(self) -> str:
-        known = PRIMARY_COLUMNS.get((self.task, self.metric))
-        if known:
-            return known
-        return f"{TASK_LABELS.get(self.task, self.task)} ({self.metric})"
+        key = self.benchmark_key
+        if key is not None:
+            return f"Syn. {PRIMARY_COLUMNS[key]}" if self.is_synthetic else PRIMARY_COLUMNS[key]
+        benchmark = SYNTHETIC_BENCHMARKS.get(self.task, self.task)
+        name = (
+            f"Syn. {TASK_LABELS[benchmark]}" if self.is_synthetic else TASK_LABELS.get(self.task, self.task)
+        )
+        return f"{name} ({self.metric})"
 
     @property
     def slug(self) -> str:
@@ -80,15 +109,38 @@ class ScoreColumn:
         return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{self.task}__{self.metric}")
 
 
-def score_columns(results: pd.DataFrame, *, primary_only: bool) -> list[ScoreColumn]:
-    """The benchmark columns present in `results`: known benchmarks first in paper order, then the rest sorted.
+def reported(results: pd.DataFrame) -> pd.DataFrame:
+    """The records that carry a number: status ok and a value (failed or empty records never count)."""
+    return results[(results["status"] == "ok") & results["value"].notna()]
 
-    With `primary_only`, known tasks contribute only their `PRIMARY_COLUMNS` metrics.
+
+def benchmark_task(task: str) -> str:
+    """The task name a record is filed under: `local_<task>` of a known benchmark becomes <task>."""
+    stripped = task.removeprefix(LOCAL_TASK_PREFIX)
+    return stripped if stripped in TASK_LABELS else task
+
+
+def score_columns(results: pd.DataFrame, *, primary_only: bool) -> list[ScoreColumn]:
+    """The benchmark columns with at least one reported value: known benchmarks in paper order, then
+    their synthetic counterparts in the same order, then the rest sorted. (A task that failed
+    everywhere has no column; the failures table lists it.)
+
+    With `primary_only`, known and synthetic benchmarks contribute only their `PRIMARY_COLUMNS` metrics.
     """
-    scores = results[results["task"] != EFFICIENCY_TASK]
+    scores = reported(results)
+    scores = scores[scores["task"] != EFFICIENCY_TASK]
     present = {ScoreColumn(str(t), str(m)) for t, m in zip(scores["task"], scores["metric"], strict=True)}
-    known = [ScoreColumn(*key) for key in PRIMARY_COLUMNS if ScoreColumn(*key) in present]
-    others = sorted(c for c in present if c not in known and not (primary_only and c.task in TASK_LABELS))
+    order = list(PRIMARY_COLUMNS)
+    known = sorted(
+        (c for c in present if c.benchmark_key is not None),
+        key=lambda c: (c.is_synthetic, order.index(c.benchmark_key)),
+    )
+    others = sorted(
+        c
+        for c in present
+        if c.benchmark_key is None
+        and not (primary_only and SYNTHETIC_BENCHMARKS.get(c.task, c.task) in TASK_LABELS)
+    )
     return known + others
 
 
@@ -98,8 +150,9 @@ def pivot_values(results: pd.DataFrame) -> pd.DataFrame:
     Only successful records count. The loader has already refused conflicting duplicates, so every
     cell holds exactly the one number from its source file.
     """
-    ok = results[(results["status"] == "ok") & results["value"].notna()]
-    wide = ok.pivot_table(index="row_label", columns=["task", "metric"], values="value", aggfunc="first")
+    wide = reported(results).pivot_table(
+        index="row_label", columns=["task", "metric"], values="value", aggfunc="first"
+    )
     labels = list(dict.fromkeys(results["row_label"]))
     return wide.reindex(labels)
 

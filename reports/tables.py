@@ -28,6 +28,7 @@ from reports.scores import (
     chance_levels,
     failed_tasks,
     pivot_values,
+    reported,
     resolve_baseline,
     row_info,
     value_at,
@@ -92,7 +93,7 @@ def sample_count_notes(results: pd.DataFrame, columns: Sequence[ScoreColumn]) ->
     """Columns whose rows were not scored on the same samples: differing sample counts, or a run
     limited to a subset (lmms-eval --limit). Their numbers are printed, but flagged as not one-to-one
     comparable."""
-    ok = results[(results["status"] == "ok") & results["value"].notna()]
+    ok = reported(results)
     notes = {}
     for column in columns:
         records = ok[(ok["task"] == column.task) & (ok["metric"] == column.metric)]
@@ -182,13 +183,11 @@ def main_table(
         "Measured rows: every value exactly as in its results file, in the scorer's units "
         "(lmms-eval: accuracy, exact match and F1 as fractions 0-1; MMBench in %; MME as summed scores).",
         "TFLOPs: prefill cost at LLaMA-7B scale, counting 2 FLOPs per multiply-accumulate. TTFT: time to first token.",
-        "Avg: mean of "
-        + (
-            ", ".join(c.label for c in averaged)
+        (
+            f"Avg: mean of {', '.join(c.label for c in averaged)}; a gap if any of them is missing."
             if len(averaged) >= 2
-            else "(fewer than two 0-1 metrics: not computed)"
-        )
-        + "; a gap if any of them is missing.",
+            else "Avg: not computed (fewer than two score columns in 0-1 units)."
+        ),
         (
             f"Rel.: 100 x mean over {', '.join(c.label for c in relative_columns)} of score / score of {base}; "
             "a gap if any is missing."
@@ -456,13 +455,8 @@ def inputs_table(results: pd.DataFrame) -> Table:
 
 def _sample_record(results: pd.DataFrame, label: str, column: ScoreColumn) -> tuple[float, str | None] | None:
     """(value, samples file) of a config's successful record for a column, or None."""
-    match = results[
-        (results["row_label"] == label)
-        & (results["task"] == column.task)
-        & (results["metric"] == column.metric)
-        & (results["status"] == "ok")
-        & results["value"].notna()
-    ]
+    ok = reported(results)
+    match = ok[(ok["row_label"] == label) & (ok["task"] == column.task) & (ok["metric"] == column.metric)]
     if match.empty:
         return None
     record = match.iloc[0]

@@ -176,14 +176,15 @@ def coerce(key: str, value: object, annotation: object) -> object:
         return str(value)
     if typing.get_origin(kind) is list:
         return parse_int_list(key, value)
+    expected = "an integer" if kind is int else "a number"
     if isinstance(value, bool):
-        raise RecipeError(f"{key}={value!r} is a boolean; a {kind.__name__} is expected")
+        raise RecipeError(f"{key}={value!r} is a boolean; {expected} is expected")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise RecipeError(f"{key}={value!r} is not a {kind.__name__}") from None
+        raise RecipeError(f"{key}={value!r} is not {expected}") from None
     if kind is int and not number.is_integer():
-        raise RecipeError(f"{key}={value!r} is not an integer")
+        raise RecipeError(f"{key}={value!r} is not {expected}")
     return int(number) if kind is int else number
 
 

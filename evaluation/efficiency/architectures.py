@@ -64,7 +64,9 @@ VICUNA_V15: Mapping[str, Mapping[str, object]] = MappingProxyType(
 PAPER_SIZES = tuple(VICUNA_V15)
 
 
-def llava15_config(size: str, projector_type: str, scale_factor: int, patch_num: int | None) -> TokenPackerConfig:
+def llava15_config(
+    size: str, projector_type: str, scale_factor: int, patch_num: int | None
+) -> TokenPackerConfig:
     """LLaVA-1.5 `size` ("7b" | "13b") with the given projector cell; TokenPacker-HD when patch_num is set.
 
     Bad projector names, scale factors and patch_num values are rejected by TokenPackerConfig itself.

@@ -1,7 +1,7 @@
 """`tokenpacker efficiency`: efficiency metrics of a checkpoint, or the paper-scale cost of a projector cell.
 
-  tokenpacker efficiency --model runs/tp_s2 [--device cuda] [--image-size 672x1008] [--json out.json]
-  tokenpacker efficiency --projector tokenpacker --scale-factor 2 [--patch-num 9] [--image-size 672x1008]
+tokenpacker efficiency --model runs/tp_s2 [--device cuda] [--image-size 672x1008] [--json out.json]
+tokenpacker efficiency --projector tokenpacker --scale-factor 2 [--patch-num 9] [--image-size 672x1008]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_SCALE_FACTOR = 2
 
 
 def parse_image_size(text: str) -> ImageSize:
-    """"HEIGHTxWIDTH" in pixels, e.g. 672x1008."""
+    """Read an image size written HEIGHTxWIDTH in pixels, e.g. 672x1008."""
     try:
         height, width = (int(side) for side in text.lower().split("x"))
         return check_image_size((height, width))
@@ -38,14 +38,20 @@ def parse_image_size(text: str) -> ImageSize:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = f"Visual tokens, projector size and FLOPs, prefill FLOPs, latency and memory. {FLOPS_CONVENTION}."
+    parser.description = (
+        f"Visual tokens, projector size and FLOPs, prefill FLOPs, latency and memory. {FLOPS_CONVENTION}."
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="suite checkpoint folder: measure everything on it")
-    source.add_argument("--projector", help="projector type: report the paper-scale (LLaVA-1.5 7B/13B) cost only")
+    source.add_argument(
+        "--projector", help="projector type: report the paper-scale (LLaVA-1.5 7B/13B) cost only"
+    )
     parser.add_argument(
         "--scale-factor", type=int, default=None, help=f"with --projector (default: {DEFAULT_SCALE_FACTOR})"
     )
-    parser.add_argument("--patch-num", type=int, default=None, help="with --projector: TokenPacker-HD crops (9, 16, 25)")
+    parser.add_argument(
+        "--patch-num", type=int, default=None, help="with --projector: TokenPacker-HD crops (9, 16, 25)"
+    )
     parser.add_argument(
         "--image-size",
         type=parse_image_size,
@@ -54,8 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: one square cell",
     )
     parser.add_argument("--text-tokens", type=int, default=DEFAULT_TEXT_TOKENS, help="default: %(default)s")
-    parser.add_argument("--device", default="cpu", help="with --model: cpu or cuda[:N] (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs, median reported (default: %(default)s)")
+    parser.add_argument(
+        "--device", default="cpu", help="with --model: cpu or cuda[:N] (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed runs, median reported (default: %(default)s)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=8, help="batch for throughput (default: %(default)s)")
     parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help="default: %(default)s")
@@ -94,9 +104,14 @@ def paper_scale_metrics(args: argparse.Namespace) -> dict[str, float]:
     return metrics
 
 
+def format_value(value: float) -> str:
+    """Counts in full with thousands separators, measurements to four significant digits."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.4g}"
+
+
 def format_table(metrics: Mapping[str, float]) -> str:
     width = max(len(name) for name in metrics)
-    return "\n".join(f"{name:<{width}}  {value:>12.6g}" for name, value in metrics.items())
+    return "\n".join(f"{name:<{width}}  {format_value(value):>14}" for name, value in metrics.items())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,17 +122,25 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         metrics = model_metrics(args)
         source = {"model": str(args.model), "device": args.device}
-        title = f"efficiency of {args.model} on {args.device} (batch-1 latency; throughput at batch {args.batch})"
+        title = (
+            f"efficiency of {args.model} on {args.device} (batch-1 latency; throughput at batch {args.batch})"
+        )
     else:
         metrics = paper_scale_metrics(args)
         scale_factor = args.scale_factor or DEFAULT_SCALE_FACTOR
         source = {"projector": args.projector, "scale_factor": scale_factor, "patch_num": args.patch_num}
-        title = f"paper-scale cost of {args.projector}, scale_factor {scale_factor}, patch_num {args.patch_num}"
+        hd = f"TokenPacker-HD patch_num {args.patch_num}" if args.patch_num else "no HD"
+        title = f"paper-scale (LLaVA-1.5) cost of {args.projector}, scale_factor {scale_factor}, {hd}"
     print(title)
     print(f"{FLOPS_CONVENTION}; {args.text_tokens} text tokens")
     print(format_table(metrics))
     if args.json is not None:
-        report = {**source, "text_tokens": args.text_tokens, "flops_convention": FLOPS_CONVENTION, "metrics": metrics}
+        report = {
+            **source,
+            "text_tokens": args.text_tokens,
+            "flops_convention": FLOPS_CONVENTION,
+            "metrics": metrics,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

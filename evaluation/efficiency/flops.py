@@ -7,8 +7,8 @@ ignoring the causal mask), and the gated MLP. Not counted: the token embedding l
 (that is, the decoder without the head), norms, rotary embeddings, softmax and other element-wise ops,
 the vision tower and the projector (reported on their own). This is the convention that gives the
 reference figures of DESIGN.md 5: LLaMA-7B with 64 text tokens counts 8.50 / 2.72 / 1.67 / 1.30 TFLOPs
-at 576 / 144 / 64 / 36 visual tokens (adding the LM head would give 8.67 at 576; FastV-style MAC counts
-give about half of these).
+at 576 / 144 / 64 / 36 visual tokens. Adding the LM head would give 8.67 at 576; FastV's formula counts
+MACs with a two-matrix MLP and gives 3.33 / 1.06 / 0.65 / 0.51 T, so always quote the convention.
 """
 
 from __future__ import annotations

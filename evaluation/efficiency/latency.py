@@ -114,7 +114,10 @@ def time_generation(
     if new_tokens < 2:
         raise ValueError(f"new_tokens={new_tokens!r} must be >= 2: time per output token needs decode steps")
     streamed = repeated_runs(
-        lambda: first_and_per_token_seconds(model, single, new_tokens), runs=runs, warmup=warmup, desc="latency"
+        lambda: first_and_per_token_seconds(model, single, new_tokens),
+        runs=runs,
+        warmup=warmup,
+        desc="latency",
     )
     batch = batched["input_ids"].shape[0]
     batched_seconds = median_seconds(

@@ -68,7 +68,9 @@ def probe_input_ids(processor: TokenPackerProcessor, image: ImageInput, text_tok
     return ids[: len(image.token_ids) + text_tokens]
 
 
-def probe_batch(ids: list[int], image: ImageInput, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
+def probe_batch(
+    ids: list[int], image: ImageInput, batch: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """`batch` copies of one prompt (no padding needed) with their image crops, on `device`."""
     input_ids = torch.tensor([ids] * batch, device=device)
     return {
@@ -95,7 +97,12 @@ def measure(
     7B/13B figures use the same image scaled to 336 px cells. Latency is batch 1 except throughput,
     which runs `batch` copies of the probe; `new_tokens` are generated per request.
     """
-    for name, value, least in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1), ("new_tokens", new_tokens, 2)):
+    for name, value, least in (
+        ("runs", runs, 1),
+        ("warmup", warmup, 0),
+        ("batch", batch, 1),
+        ("new_tokens", new_tokens, 2),
+    ):
         if value < least:
             raise ValueError(f"{name}={value!r} must be >= {least}")
     if text_tokens < 1:
@@ -141,6 +148,8 @@ def measure(
         "tpot_ms": timings.tpot_ms,
         "throughput_samples_per_s": timings.throughput_samples_per_s,
         "peak_memory_mb": peak_memory,
-        "kv_cache_mb_per_1k_tokens": kv_cache_mb_per_1k_tokens(config.text_config, model.language_model.dtype),
+        "kv_cache_mb_per_1k_tokens": kv_cache_mb_per_1k_tokens(
+            config.text_config, model.language_model.dtype
+        ),
     }
     return {name: metrics[name] for name in EFFICIENCY_METRICS}

@@ -19,7 +19,9 @@ def cell_size(config: TokenPackerConfig) -> int:
 
 def check_image_size(image_size: ImageSize) -> ImageSize:
     if len(image_size) != 2 or any(int(side) != side or side <= 0 for side in image_size):
-        raise ValueError(f"image_size={image_size!r} must be (height, width): two positive whole numbers of pixels")
+        raise ValueError(
+            f"image_size={image_size!r} must be (height, width): two positive whole numbers of pixels"
+        )
     height, width = image_size
     return int(height), int(width)
 

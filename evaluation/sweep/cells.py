@@ -41,6 +41,8 @@ from evaluation.sweep.state import (
 )
 
 EFFICIENCY_FILE = "efficiency.json"
+STAGE_MARK = ".sweep_fingerprint"  # in each stage folder: the settings it was started with
+RESUMABLE_STAGES = frozenset({"train"})
 ERROR_LOG = "error.log"
 
 
@@ -64,7 +66,12 @@ def stage_fingerprints(cell: CellConfig) -> dict[str, str]:
 
 
 def run_cell(
-    cell: CellConfig, out_dir: Path, world: WorldPaths | None, stages: Stages, gpus: int = 0, progress: bool = True
+    cell: CellConfig,
+    out_dir: Path,
+    world: WorldPaths | None,
+    stages: Stages,
+    gpus: int = 0,
+    progress: bool = True,
 ) -> CellRun:
     """Run what is left of `cell` under OUT/cells/CELL; a stage's exception marks the cell failed (not raised)."""
     folder = cell_dir(out_dir, cell.cell_id)
@@ -73,7 +80,9 @@ def run_cell(
         return CellRun(cell.cell_id, "ok", None, {})
     plan = stage_fingerprints(cell)
     reusable = {
-        name: stage for name, stage in (previous.stages if previous else {}).items() if plan.get(name) == stage.fingerprint
+        name: stage
+        for name, stage in (previous.stages if previous else {}).items()
+        if plan.get(name) == stage.fingerprint
     }
     state = CellState(
         cell_id=cell.cell_id,
@@ -93,6 +102,7 @@ def run_cell(
             bar.set_postfix_str(name)
             if name not in state.stages:
                 start = time.perf_counter()
+                _prepare_stage_folder(folder / name, name, stage_fingerprint)
                 output = _run_stage(name, cell, state, folder, world, stages, gpus)
                 seconds[name] = time.perf_counter() - start
                 stage = StageState(stage_fingerprint, seconds[name], _relative(output, folder), now_iso())
@@ -108,13 +118,27 @@ def run_cell(
     return CellRun(cell.cell_id, state.status, state.error, seconds)
 
 
-def _run_stage(
-    name: str, cell: CellConfig, state: CellState, folder: Path, world: WorldPaths | None, stages: Stages, gpus: int
-) -> Path:
-    """One stage in a fresh folder (a half-written folder from an interrupted run is removed first)."""
-    stage_folder = folder / name
+def _prepare_stage_folder(stage_folder: Path, name: str, stage_fingerprint: str) -> None:
+    """A fresh folder for the stage, except an interrupted training of the same settings, which resumes
+    from its own Trainer checkpoints."""
+    mark = stage_folder / STAGE_MARK
+    if name in RESUMABLE_STAGES and mark.is_file() and mark.read_text(encoding="utf-8") == stage_fingerprint:
+        return
     shutil.rmtree(stage_folder, ignore_errors=True)
     stage_folder.mkdir(parents=True)
+    mark.write_text(stage_fingerprint, encoding="utf-8")
+
+
+def _run_stage(
+    name: str,
+    cell: CellConfig,
+    state: CellState,
+    folder: Path,
+    world: WorldPaths | None,
+    stages: Stages,
+    gpus: int,
+) -> Path:
+    stage_folder = folder / name
     if name == "train":
         return stages.train(cell, world, stage_folder, gpus)
     checkpoint = _checkpoint(cell, state, folder)
@@ -132,7 +156,9 @@ def _checkpoint(cell: CellConfig, state: CellState, folder: Path) -> Path:
 
 def _relative(path: Path, folder: Path) -> str:
     path = Path(path).resolve()
-    return path.relative_to(folder.resolve()).as_posix() if path.is_relative_to(folder.resolve()) else str(path)
+    return (
+        path.relative_to(folder.resolve()).as_posix() if path.is_relative_to(folder.resolve()) else str(path)
+    )
 
 
 def _absolute(path: str | None, folder: Path) -> Path:
@@ -141,7 +167,9 @@ def _absolute(path: str | None, folder: Path) -> Path:
 
 def _finish(cell: CellConfig, state: CellState, folder: Path, out_dir: Path) -> CellState:
     """Build and save the records, then mark the cell ok (in that order)."""
-    rows = lmms_metric_rows(find_lmms_results(_absolute(state.stages["evaluate"].output, folder)), Path(out_dir))
+    rows = lmms_metric_rows(
+        find_lmms_results(_absolute(state.stages["evaluate"].output, folder)), Path(out_dir)
+    )
     if "efficiency" in state.stages:
         rows += efficiency_rows(read_json(_absolute(state.stages["efficiency"].output, folder)))
     done = dataclasses.replace(state, status="ok", finished_at=now_iso())
@@ -155,6 +183,8 @@ def _fail(state: CellState, folder: Path, stage: str, exc: Exception) -> CellSta
     """Save the cell as failed with a one-line error; the full traceback goes to error.log beside it."""
     (folder / ERROR_LOG).write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
     message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    failed = dataclasses.replace(state, status="failed", error=message, failed_stage=stage, finished_at=now_iso())
+    failed = dataclasses.replace(
+        state, status="failed", error=message, failed_stage=stage, finished_at=now_iso()
+    )
     write_cell_state(folder, failed)
     return failed

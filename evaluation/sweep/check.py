@@ -68,7 +68,10 @@ def read_baseline(path: Path) -> list[BaselineEntry]:
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list) or not raw["metrics"]:
         raise BaselineError(f"baseline {path}: expected a mapping with a non-empty 'metrics' list")
     default = raw.get("tolerance", DEFAULT_TOLERANCE)
-    return [_entry(item, default, f"baseline {path}: metrics[{index}]") for index, item in enumerate(raw["metrics"])]
+    return [
+        _entry(item, default, f"baseline {path}: metrics[{index}]")
+        for index, item in enumerate(raw["metrics"])
+    ]
 
 
 def _entry(item: Any, default_tolerance: Any, where: str) -> BaselineEntry:
@@ -77,7 +80,9 @@ def _entry(item: Any, default_tolerance: Any, where: str) -> BaselineEntry:
     unknown = sorted(set(item) - set(ENTRY_KEYS))
     missing = [key for key in ("cell", "task", "metric", "value") if key not in item]
     if unknown or missing:
-        raise BaselineError(f"{where}: unknown keys {unknown}, missing keys {missing}; allowed: {', '.join(ENTRY_KEYS)}")
+        raise BaselineError(
+            f"{where}: unknown keys {unknown}, missing keys {missing}; allowed: {', '.join(ENTRY_KEYS)}"
+        )
     tolerance = item.get("tolerance", default_tolerance)
     for name, number in (("value", item["value"]), ("tolerance", tolerance)):
         if not isinstance(number, int | float) or isinstance(number, bool) or not math.isfinite(number):
@@ -97,7 +102,10 @@ def _entry(item: Any, default_tolerance: Any, where: str) -> BaselineEntry:
 def check_results(results: pd.DataFrame, baseline: Iterable[BaselineEntry]) -> list[Regression]:
     """Every baseline entry the results fall short of (empty: the gate passes)."""
     ok = results[(results["status"] == "ok") & results["value"].notna()]
-    values = {(c, t, m): float(v) for c, t, m, v in zip(ok["cell_id"], ok["task"], ok["metric"], ok["value"], strict=True)}
+    values = {
+        (c, t, m): float(v)
+        for c, t, m, v in zip(ok["cell_id"], ok["task"], ok["metric"], ok["value"], strict=True)
+    }
     errors = {c: e for c, e in zip(results["cell_id"], results["error"], strict=True) if not pd.isna(e)}
     regressions = []
     for entry in baseline:
@@ -110,20 +118,30 @@ def check_results(results: pd.DataFrame, baseline: Iterable[BaselineEntry]) -> l
         if (value < limit) if entry.higher_is_better else (value > limit):
             side = "below" if entry.higher_is_better else "above"
             regressions.append(
-                Regression(entry, value, f"{value:g} is {side} baseline {entry.value:g} by more than the tolerance {entry.tolerance:g}")
+                Regression(
+                    entry,
+                    value,
+                    f"{value:g} is {side} baseline {entry.value:g} by more than the tolerance {entry.tolerance:g}",
+                )
             )
     return regressions
 
 
 def write_baseline(results: pd.DataFrame, path: Path, tolerance: float) -> int:
     """A baseline from a run's results: every successful score (not efficiency), with one tolerance. Returns the count."""
-    ok = results[(results["status"] == "ok") & results["value"].notna() & (results["task"] != EFFICIENCY_TASK)]
+    ok = results[
+        (results["status"] == "ok") & results["value"].notna() & (results["task"] != EFFICIENCY_TASK)
+    ]
     if ok.empty:
-        raise BaselineError(f"--write-baseline {path}: the results hold no successful scores to take as a baseline")
+        raise BaselineError(
+            f"--write-baseline {path}: the results hold no successful scores to take as a baseline"
+        )
     metrics = [
         {"cell": str(c), "task": str(t), "metric": str(m), "value": round(float(v), 4)}
         for c, t, m, v in ok[["cell_id", "task", "metric", "value"]].itertuples(index=False)
     ]
     header = "# Written by `tokenpacker sweep --write-baseline`; tolerances are absolute, in each metric's units.\n"
-    write_text(Path(path), header + yaml.safe_dump({"tolerance": tolerance, "metrics": metrics}, sort_keys=False))
+    write_text(
+        Path(path), header + yaml.safe_dump({"tolerance": tolerance, "metrics": metrics}, sort_keys=False)
+    )
     return len(metrics)

@@ -17,7 +17,9 @@ RUNS_FOLDER = Path("runs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Train, evaluate and measure every cell of a sweep spec; a rerun reuses every finished cell."
+    parser.description = (
+        "Train, evaluate and measure every cell of a sweep spec; a rerun reuses every finished cell."
+    )
     parser.add_argument(
         "spec",
         nargs="?",
@@ -26,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"sweep spec YAML, or a built-in spec: {', '.join(builtin_spec_names())} (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, metavar="DIR", help="sweep folder (default: runs/<spec name>)")
-    parser.add_argument("--dry-run", action="store_true", help="list the cells and what is already done; run nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the cells and what is already done; run nothing"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -46,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit non-zero if a metric falls below its baseline by more than its tolerance",
     )
     parser.add_argument(
-        "--write-baseline", type=Path, metavar="FILE", help="after the run, write its scores as a baseline for --check"
+        "--write-baseline",
+        type=Path,
+        metavar="FILE",
+        help="after the run, write its scores as a baseline for --check",
     )
     parser.add_argument(
         "--tolerance",
@@ -64,7 +71,9 @@ def run(args: argparse.Namespace, *, stages: Stages = REAL_STAGES) -> int:
     if args.dry_run:
         print(dry_run_listing(cell_statuses(spec, out_dir), select_cells(spec, args.only)))
         return 0
-    outcome = run_sweep(spec, out_dir, stages=stages, only=args.only, launcher=make_launcher(args.launcher, spec.slurm))
+    outcome = run_sweep(
+        spec, out_dir, stages=stages, only=args.only, launcher=make_launcher(args.launcher, spec.slurm)
+    )
     print_outcome(outcome)
     status = 1 if outcome.failed or outcome.report_error else 0
     if args.write_baseline is not None:
@@ -74,7 +83,9 @@ def run(args: argparse.Namespace, *, stages: Stages = REAL_STAGES) -> int:
         regressions = check_results(outcome.results, baseline)
         for regression in regressions:
             print(f"CHECK FAILED {regression.describe()}")
-        print(f"Check against {args.check}: {'FAILED' if regressions else 'passed'} ({len(baseline)} metrics)")
+        print(
+            f"Check against {args.check}: {'FAILED' if regressions else 'passed'} ({len(baseline)} metrics)"
+        )
         status = status or (1 if regressions else 0)
     return status
 

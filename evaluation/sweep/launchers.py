@@ -26,7 +26,12 @@ SUBMITIT_FOLDER = "submitit"
 
 class Launcher(Protocol):
     def run(
-        self, cells: Sequence[CellConfig], out_dir: Path, world: WorldPaths | None, stages: Stages, progress: bool
+        self,
+        cells: Sequence[CellConfig],
+        out_dir: Path,
+        world: WorldPaths | None,
+        stages: Stages,
+        progress: bool,
     ) -> list[CellRun]: ...
 
 
@@ -35,7 +40,12 @@ class LocalLauncher:
     """Cells one after another in this process (models and libraries are loaded once, not per cell)."""
 
     def run(
-        self, cells: Sequence[CellConfig], out_dir: Path, world: WorldPaths | None, stages: Stages, progress: bool
+        self,
+        cells: Sequence[CellConfig],
+        out_dir: Path,
+        world: WorldPaths | None,
+        stages: Stages,
+        progress: bool,
     ) -> list[CellRun]:
         return [
             run_cell(cell, out_dir, world, stages, gpus=0, progress=progress)
@@ -56,7 +66,12 @@ class SubmititLauncher:
     poll_s: float = 10.0  # seconds between looks at the jobs' states
 
     def run(
-        self, cells: Sequence[CellConfig], out_dir: Path, world: WorldPaths | None, stages: Stages, progress: bool
+        self,
+        cells: Sequence[CellConfig],
+        out_dir: Path,
+        world: WorldPaths | None,
+        stages: Stages,
+        progress: bool,
     ) -> list[CellRun]:
         import submitit
 
@@ -66,10 +81,18 @@ class SubmititLauncher:
         executor.update_parameters(**executor_parameters(self.slurm))
         gpus = self.slurm.gpus_per_node
         with executor.batch():
-            jobs = [executor.submit(run_cell, cell, Path(out_dir), world, stages, gpus, False) for cell in cells]
+            jobs = [
+                executor.submit(run_cell, cell, Path(out_dir), world, stages, gpus, False) for cell in cells
+            ]
         cell_of_job = {job.job_id: cell for job, cell in zip(jobs, cells, strict=True)}
         runs = []
-        for job in tqdm(submitit.helpers.as_completed(jobs, poll_frequency=self.poll_s), total=len(jobs), desc="cells", unit="cell", disable=not progress):
+        for job in tqdm(
+            submitit.helpers.as_completed(jobs, poll_frequency=self.poll_s),
+            total=len(jobs),
+            desc="cells",
+            unit="cell",
+            disable=not progress,
+        ):
             try:
                 runs.append(job.result())
             except Exception as exc:  # the job itself died (timeout, out of memory, cancelled)

@@ -121,7 +121,9 @@ def lmms_metric_rows(results_file: Path, out_dir: Path) -> list[dict[str, Any]]:
                 }
             )
     if not rows:
-        raise ValueError(f"{results_file}: lmms-eval reported no numeric metric for tasks {list(payload['results'])}")
+        raise ValueError(
+            f"{results_file}: lmms-eval reported no numeric metric for tasks {list(payload['results'])}"
+        )
     return rows
 
 
@@ -129,7 +131,9 @@ def efficiency_rows(measured: Mapping[str, float]) -> list[dict[str, Any]]:
     """One row per efficiency metric the probe returned (non-finite values are recorded as missing)."""
     unknown = sorted(set(measured) - set(EFFICIENCY_METRICS))
     if unknown:
-        raise ValueError(f"efficiency probe returned unknown metrics {unknown}; allowed: {', '.join(EFFICIENCY_METRICS)}")
+        raise ValueError(
+            f"efficiency probe returned unknown metrics {unknown}; allowed: {', '.join(EFFICIENCY_METRICS)}"
+        )
     return [
         {
             "task": EFFICIENCY_TASK,
@@ -207,7 +211,14 @@ def collect_results(
     metrics = _metrics_by_task(finished)
     for cell, state in failed:
         rows = [
-            {"task": task, "metric": metric, "value": None, "stderr": None, "n_samples": None, "samples_path": None}
+            {
+                "task": task,
+                "metric": metric,
+                "value": None,
+                "stderr": None,
+                "n_samples": None,
+                "samples_path": None,
+            }
             for task in _failed_tasks(cell, metrics)
             for metric in metrics.get(task, [FAILED_METRIC])
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +51,10 @@ class SweepOutcome:
 
 def cell_statuses(spec: SweepSpec, out_dir: Path) -> list[tuple[CellConfig, str]]:
     """Each cell with what is already done (for `--dry-run`)."""
-    return [(cell, describe_status(read_cell_state(cell_dir(out_dir, cell.cell_id)), cell.fingerprint())) for cell in spec.cells]
+    return [
+        (cell, describe_status(read_cell_state(cell_dir(out_dir, cell.cell_id)), cell.fingerprint()))
+        for cell in spec.cells
+    ]
 
 
 def pending_cells(cells: Sequence[CellConfig], out_dir: Path) -> list[CellConfig]:
@@ -71,8 +73,8 @@ def run_sweep(
     """Run every selected cell not yet done, then collect `results.parquet`/`.csv` and write the report.
 
     Every cell is checked (`stages.check_cell`) before any runs; a failing cell is recorded and the
-    sweep goes on. Raises SweepSpecError for a bad spec or `--only`, RuntimeError if another sweep
-    holds the folder.
+    sweep goes on. Raises SweepSpecError for a bad spec or `--only`, BlockingIOError if another
+    sweep holds the folder.
     """
     out_dir = Path(out_dir)
     selected = select_cells(spec, only)
@@ -102,10 +104,14 @@ def run_sweep(
                 this_run["report_s"] = report_seconds if built else 0.0
             if report_seconds is not None:
                 results = collect_results(
-                    out_dir, spec.cells, {"generation_s": recorded_generation, "report_s": round(report_seconds, 3)}
+                    out_dir,
+                    spec.cells,
+                    {"generation_s": recorded_generation, "report_s": round(report_seconds, 3)},
                 )
                 write_results_table(results, out_dir)
-    failed = tuple(sorted(set(results.loc[results["status"] == "failed", "cell_id"]))) if not results.empty else ()
+    failed = (
+        tuple(sorted(set(results.loc[results["status"] == "failed", "cell_id"]))) if not results.empty else ()
+    )
     return SweepOutcome(out_dir, results, runs, failed, page, report_error, this_run)
 
 
@@ -117,7 +123,9 @@ def sweep_lock(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{out_dir}: another sweep is running in this folder; wait for it or use --out") from None
+            raise BlockingIOError(
+                f"{out_dir}: another sweep is running in this folder; wait for it or use --out"
+            ) from None
         yield
 
 
@@ -127,19 +135,25 @@ def _save_spec_copy(spec: SweepSpec, out_dir: Path) -> None:
 
 
 def prepare_world(folder: Path, spec: WorldSpec, stages: Stages) -> tuple[WorldPaths, float]:
-    """The world under `folder`, built only when missing or built from another spec; returns (paths, seconds spent now)."""
+    """The world under `folder`, built once per world spec; returns (paths, seconds spent now).
+
+    `stages.build_world` writes each world into its own subfolder of `folder` and reuses one that is
+    already complete, so a changed spec never deletes a world another cell was trained on.
+    """
     state_file = folder / "state.json"
     key = fingerprint(asdict(spec))
     if state_file.is_file():
         state = read_json(state_file)
         if state.get("fingerprint") == key:
             return WorldPaths.from_dict(folder, state["paths"]), 0.0
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     world = stages.build_world(folder, spec)
     seconds = time.perf_counter() - start
-    write_json(state_file, {"fingerprint": key, "seconds": round(seconds, 3), "paths": world.to_dict(), "built_at": now_iso()})
+    write_json(
+        state_file,
+        {"fingerprint": key, "seconds": round(seconds, 3), "paths": world.to_dict(), "built_at": now_iso()},
+    )
     return world, seconds
 
 
@@ -165,5 +179,13 @@ def _report(
     except Exception as exc:  # the results stay valid without a report; say why it is missing
         return None, " ".join(f"{type(exc).__name__}: {exc}".split()), None, False
     seconds = time.perf_counter() - start
-    write_json(state_file, {"fingerprint": key, "seconds": round(seconds, 3), "page": str(page.resolve()), "built_at": now_iso()})
+    write_json(
+        state_file,
+        {
+            "fingerprint": key,
+            "seconds": round(seconds, 3),
+            "page": str(page.resolve()),
+            "built_at": now_iso(),
+        },
+    )
     return page, None, seconds, True

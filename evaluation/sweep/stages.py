@@ -6,6 +6,7 @@ spec checks stay light). Tests pass a `Stages` of fakes to the runner instead.
 
 from __future__ import annotations
 
+import importlib.resources
 import inspect
 import subprocess
 import sys
@@ -29,7 +30,11 @@ class WorldPaths:
 
     def to_dict(self) -> dict[str, str]:
         """Paths relative to `root`, so a moved sweep folder keeps working."""
-        return {name: str(Path(path).relative_to(self.root)) for name, path in asdict(self).items() if name != "root"}
+        return {
+            name: str(Path(path).relative_to(self.root))
+            for name, path in asdict(self).items()
+            if name != "root"
+        }
 
     @classmethod
     def from_dict(cls, root: Path, raw: Mapping[str, str]) -> WorldPaths:
@@ -42,8 +47,12 @@ class Stages:
 
     build_world: Callable[[Path, WorldSpec], WorldPaths]
     check_cell: Callable[[CellConfig], None]  # raise ValueError before any cell runs
-    train: Callable[[CellConfig, WorldPaths | None, Path, int], Path]  # (cell, world, folder, gpus) -> checkpoint
-    evaluate: Callable[[Path, CellConfig, WorldPaths | None, Path], Path]  # (checkpoint, ...) -> lmms-eval folder
+    train: Callable[
+        [CellConfig, WorldPaths | None, Path, int], Path
+    ]  # (cell, world, folder, gpus) -> checkpoint
+    evaluate: Callable[
+        [Path, CellConfig, WorldPaths | None, Path], Path
+    ]  # (checkpoint, ...) -> lmms-eval folder
     measure: Callable[[Path, CellConfig], Mapping[str, float]]  # checkpoint -> EFFICIENCY_METRICS values
     report: Callable[[Path, Path, ReportOptions], Path]  # (results folder, report folder) -> page
 
@@ -61,27 +70,37 @@ def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
     )
 
 
+def recipe_path(recipe: str) -> Path:
+    """A recipe YAML path as given, or a bare name from training/recipes/ (e.g. "tiny")."""
+    given = Path(recipe)
+    if given.suffix in (".yaml", ".yml") or given.is_file():
+        return given
+    return Path(str(importlib.resources.files("training") / "recipes" / f"{recipe}.yaml"))
+
+
 def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, Any]:
-    """Recipe overrides that make the recipe train this cell: its model, seed and (synthetic) data."""
+    """Recipe overrides (training.recipe keys) that make the recipe train this cell: model, seeds, data."""
     overrides: dict[str, Any] = {
-        "model.projector_type": cell.projector,
-        "model.scale_factor": cell.scale_factor or 1,
-        "model.image_aspect_ratio": "slice" if cell.patch_num is not None else "pad",
-        "model.patch_num": cell.patch_num,
+        "projector_type": cell.projector,
+        "scale_factor": cell.scale_factor or 1,
+        "patch_num": cell.patch_num,
+        "init_seed": cell.seed,
         "seed": cell.seed,
         **{f"model.{name}": value for name, value in cell.model.items()},
     }
     if world is not None:
-        overrides |= {
-            "stage1.data_path": str(world.stage1_json),
-            "stage2.data_path": str(world.stage2_json),
-            "image_folder": str(world.image_folder),
-        }
+        for stage, data in (("stage1", world.stage1_json), ("stage2", world.stage2_json)):
+            overrides |= {f"{stage}.data_path": str(data), f"{stage}.image_folder": str(world.image_folder)}
     return overrides | dict(cell.recipe_overrides)
 
 
 def check_cell(cell: CellConfig) -> None:
-    """Check the options handed to the other stages against the functions that take them."""
+    """Check what the other stages will be handed against the code that takes it: the recipe with the
+    cell's overrides, and the efficiency options against the probe's keywords."""
+    if cell.trains:
+        from training.recipe import load_recipe
+
+        load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, None))
     if cell.efficiency:
         from evaluation.efficiency import measure as measure_efficiency
 
@@ -93,33 +112,28 @@ def _check_keywords(function: Callable[..., Any], options: Mapping[str, Any], se
     allowed = [name for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY or p.default is not p.empty]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"{section} options {unknown} are not taken by {function.__qualname__}; allowed: {allowed}")
+        raise ValueError(
+            f"{section} options {unknown} are not taken by {function.__qualname__}; allowed: {allowed}"
+        )
 
 
 def train(cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int) -> Path:
-    """Both stages from the cell's recipe; with more than one GPU, through `accelerate launch` (one process per GPU)."""
-    overrides = training_overrides(cell, world)
-    if gpus > 1:
-        return _launch_distributed_training(cell.recipe, overrides, folder, gpus)
+    """Both stages from the cell's recipe into `folder`; returns the final checkpoint.
+
+    With more than one GPU the stages run under `accelerate launch` (one process per GPU, DeepSpeed
+    as the recipe says); the call after it finds both stages finished and returns the checkpoint.
+    """
     from training.api import train_two_stages
 
-    return Path(train_two_stages(cell.recipe, overrides, folder))
-
-
-def _launch_distributed_training(recipe: str | None, overrides: Mapping[str, Any], folder: Path, gpus: int) -> Path:
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus),
-        "-m", "tokenpacker.cli", "train", str(recipe), "--out", str(folder),
-        *(f"{key}={_override_text(value)}" for key, value in overrides.items()),
-    ]  # fmt: skip
-    subprocess.run(command, check=True)
-    from training.api import final_checkpoint
-
-    return Path(final_checkpoint(folder))
-
-
-def _override_text(value: Any) -> str:
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    recipe, overrides = recipe_path(str(cell.recipe)), training_overrides(cell, world)
+    if gpus > 1:
+        arguments = [f"--{key}={'null' if value is None else value}" for key, value in overrides.items()]
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus),
+            "--module", "tokenpacker.cli", "train", "--config", str(recipe), f"--output_dir={folder}", *arguments,
+        ]  # fmt: skip
+        subprocess.run(command, check=True)
+    return Path(train_two_stages(recipe, overrides, folder))
 
 
 def evaluate(checkpoint: Path, cell: CellConfig, world: WorldPaths | None, folder: Path) -> Path:

@@ -5,7 +5,8 @@ Layout of a sweep folder:
     OUT/spec.yaml                 the spec as run
     OUT/world/                    the synthetic world, built once (world/state.json)
     OUT/cells/CELL/state.json     the cell's CellState
-    OUT/cells/CELL/train/ ...     one folder per stage, removed before the stage (re)starts
+    OUT/cells/CELL/train/ ...     one folder per stage (train, evaluate, efficiency), emptied before the
+                                  stage starts again (an interrupted training of the same settings resumes)
     OUT/cells/CELL/records.json   the cell's ResultRecords, written before the state says "ok"
     OUT/results.parquet|csv       the table collected from every finished cell
 
@@ -75,7 +76,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to redo that part of the sweep") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({exc}); delete it to redo that part of the sweep"
+        ) from None
 
 
 def cell_dir(out_dir: Path, cell_id: str) -> Path:
@@ -94,7 +97,9 @@ def read_cell_state(folder: Path) -> CellState | None:
     except (TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: not a sweep cell state ({exc}); delete it to redo the cell") from None
     if state.status not in CELL_STATUSES:
-        raise ValueError(f"{path}: status {state.status!r} is not one of {CELL_STATUSES}; delete it to redo the cell")
+        raise ValueError(
+            f"{path}: status {state.status!r} is not one of {CELL_STATUSES}; delete it to redo the cell"
+        )
     return state
 
 

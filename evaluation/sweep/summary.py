@@ -27,11 +27,16 @@ def results_overview(results: pd.DataFrame) -> str:
             scores[scores["metric"].to_numpy() == first_metric.reindex(scores["task"]).to_numpy()],
         ]
     )
-    column = [SHOWN_EFFICIENCY.get(m, t) if t == EFFICIENCY_TASK else t for t, m in zip(shown["task"], shown["metric"], strict=True)]
-    wide = shown.assign(column=column).pivot_table(index="cell_id", columns="column", values="value", aggfunc="first", sort=False)
+    column = [
+        SHOWN_EFFICIENCY.get(m, t) if t == EFFICIENCY_TASK else t
+        for t, m in zip(shown["task"], shown["metric"], strict=True)
+    ]
+    wide = shown.assign(column=column).pivot_table(
+        index="cell_id", columns="column", values="value", aggfunc="first", sort=False
+    )
     status = results.groupby("cell_id", sort=False)["status"].first()
     order = [c for c in [*SHOWN_EFFICIENCY.values(), *first_metric.index] if c in wide.columns]
-    table = wide.reindex(index=status.index, columns=order)
+    table = wide.reindex(index=status.index, columns=order).rename_axis(index="cell", columns=None)
     table.insert(0, "status", status)
     text = table.to_string(na_rep=MISSING, float_format=lambda v: f"{v:.3g}")
     legend = ", ".join(f"{task}: {metric}" for task, metric in first_metric.items())
@@ -42,7 +47,11 @@ def timings_table(this_run: Mapping[str, float], results: pd.DataFrame) -> str:
     """Seconds per stage: spent in this run, and as recorded in the results (the work the table stands on)."""
     recorded = recorded_timings(results)
     rows = [
-        (name.removesuffix("_s"), f"{this_run.get(name, 0.0):.1f}", f"{recorded[name]:.1f}" if name in recorded else MISSING)
+        (
+            name.removesuffix("_s"),
+            f"{this_run.get(name, 0.0):.1f}",
+            f"{recorded[name]:.1f}" if name in recorded else MISSING,
+        )
         for name in STAGE_TIMINGS
     ]
     frame = pd.DataFrame(rows, columns=["stage", "this run (s)", "recorded (s)"])
@@ -76,4 +85,11 @@ def dry_run_listing(statuses: Sequence[tuple[CellConfig, str]], selected: Sequen
     frame = pd.DataFrame(rows, columns=["cell", "does", "status", "next run"])
     done = sum(status == "done" for _, status in statuses)
     to_run = sum(row[3] == "run" for row in rows)
-    return f"{frame.to_string(index=False, justify='left')}\n{done} of {len(statuses)} cells done; the next run runs {to_run}"
+    return f"{left_aligned(frame)}\n{done} of {len(statuses)} cells done; the next run runs {to_run}"
+
+
+def left_aligned(frame: pd.DataFrame) -> str:
+    """A text table with every column left-aligned (ids and messages read better that way)."""
+    widths = {c: max(len(str(c)), *(len(str(v)) for v in frame[c])) for c in frame.columns}
+    formatters = {c: (lambda v, w=w: str(v).ljust(w)) for c, w in widths.items()}
+    return frame.to_string(index=False, justify="left", formatters=formatters)

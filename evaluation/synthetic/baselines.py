@@ -51,7 +51,10 @@ def majority_levels(task: str, answers_by_kind: dict[str, list[str]]) -> dict[st
         counts = defaultdict(int)
         for kind in answers_by_kind:
             counts["mme_cognition_score" if kind in MME_COGNITION else "mme_perception_score"] += 1
-        return {"mme_perception_score": 50.0 * counts["mme_perception_score"], "mme_cognition_score": 50.0 * counts["mme_cognition_score"]}
+        return {
+            "mme_perception_score": 50.0 * counts["mme_perception_score"],
+            "mme_cognition_score": 50.0 * counts["mme_cognition_score"],
+        }
     if task == "syn_mmbench":
         return {"gpt_eval_score": 0.0}  # one fixed letter is wrong in some rotation of every question
     if task == "syn_pope":

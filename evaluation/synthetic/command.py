@@ -11,9 +11,15 @@ from evaluation.tasks import DATA_ROOT_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Generate the synthetic world: LLaVA training data and benchmark-shaped evaluation sets."
-    parser.add_argument("--out", type=Path, required=True, help="folder holding worlds; each goes in its own sub-folder")
-    parser.add_argument("--preset", default="default", choices=list(PRESETS), help="world size (default: %(default)s)")
+    parser.description = (
+        "Generate the synthetic world: LLaVA training data and benchmark-shaped evaluation sets."
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder holding worlds; each goes in its own sub-folder"
+    )
+    parser.add_argument(
+        "--preset", default="default", choices=list(PRESETS), help="world size (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default: %(default)s)")
 
 
@@ -29,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"images       {world.image_folder}")
     for task, summary in manifest["eval"].items():
         print(f"{task:<12} {summary['questions']} questions on {summary['images']} images")
-    print(f"evaluate with: {DATA_ROOT_ENV}={world.eval_root} lmms-eval --include_path evaluation/tasks --tasks syn_all ...")
+    print(
+        f"evaluate with: {DATA_ROOT_ENV}={world.eval_root} lmms-eval --include_path evaluation/tasks --tasks syn_all ..."
+    )
     return 0

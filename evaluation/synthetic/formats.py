@@ -14,8 +14,8 @@ from collections import Counter
 from evaluation.synthetic.questions import MMBENCH_L2, Kind
 from evaluation.synthetic.scene import Scene
 from evaluation.synthetic.vocabulary import (
-    MME_SUFFIX,
     MMBENCH_OPTIONS_HEADER,
+    MME_SUFFIX,
     OPTION_LETTER_PROMPT,
     SHORT_ANSWER_PROMPT,
 )
@@ -28,7 +28,13 @@ def mme_rows(category: str, items: list[dict], image: str, image_id: str) -> lis
     """The pair of one image; both rows share question_id, which MME's aggregation pairs on."""
     question_id = f"{category}/{image_id}.png"
     return [
-        {"question_id": question_id, "image": image, "question": it["question"], "answer": it["answer"], "category": category}
+        {
+            "question_id": question_id,
+            "image": image,
+            "question": it["question"],
+            "answer": it["answer"],
+            "category": category,
+        }
         for it in items
     ]
 

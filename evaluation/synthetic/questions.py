@@ -60,7 +60,9 @@ def draw_scene(kind: Kind, rng: np.random.Generator) -> tuple[Scene, list[dict]]
         scene = sample_scene(rng, sample_canvas(rng), **kind.recipe(rng))
         if scene is not None and (items := kind.ask(scene, rng)):
             return scene, items
-    raise RuntimeError(f"no scene for {kind.task}/{kind.name} in {SCENE_TRIES} tries; the recipe cannot satisfy ask()")
+    raise RuntimeError(
+        f"no scene for {kind.task}/{kind.name} in {SCENE_TRIES} tries; the recipe cannot satisfy ask()"
+    )
 
 
 def _shapes(lo: int, hi: int, text_kinds: tuple[str, ...] = (), distractor_text: float = 0.3) -> Recipe:
@@ -150,7 +152,12 @@ def _related_pair(scene: Scene, rng: np.random.Generator):
 
 def _relation_target(scene: Scene, rng: np.random.Generator):
     """A random (reference, relation, target) where target is the only shape <relation> reference."""
-    found = [(ref, r, t) for ref in scene.shapes for r in RELATIONS if (t := unique_related(scene, ref, r)) is not None]
+    found = [
+        (ref, r, t)
+        for ref in scene.shapes
+        for r in RELATIONS
+        if (t := unique_related(scene, ref, r)) is not None
+    ]
     return pick(rng, found) if found else None
 
 
@@ -228,13 +235,21 @@ def _annotator_answers(rng: np.random.Generator, truth: str, vocabulary) -> list
     answers = []
     for _ in range(10):
         noisy = len(answers) - answers.count(truth) < MAX_NOISY_ANSWERS and rng.random() < ANSWER_NOISE
-        answers.append(pick(rng, ("unanswerable", _other(rng, vocabulary, truth.upper()).lower())) if noisy else truth)
+        answers.append(
+            pick(rng, ("unanswerable", _other(rng, vocabulary, truth.upper()).lower())) if noisy else truth
+        )
     return answers
 
 
 def _textvqa_item(rng, question: str, text) -> list[dict]:
     vocabulary = {"word": WORDS, "number": NUMBERS, "letter": LETTERS}[text.kind]
-    return [{"question": question, "answer": text.answer, "answers": _annotator_answers(rng, text.answer, vocabulary)}]
+    return [
+        {
+            "question": question,
+            "answer": text.answer,
+            "answers": _annotator_answers(rng, text.answer, vocabulary),
+        }
+    ]
 
 
 def _textvqa_read(scene, rng):
@@ -285,7 +300,11 @@ def _gqa_relate(attribute: str) -> Ask:
         phrase = RELATIONS[r][0]
         program = f"select: {ref.name} ->relate: shape,{phrase},s ->query: {attribute}"
         if attribute == "color":
-            q, a, full = f"What color is the shape {phrase} the {ref.name}?", target.color, f"The shape is {target.color}."
+            q, a, full = (
+                f"What color is the shape {phrase} the {ref.name}?",
+                target.color,
+                f"The shape is {target.color}.",
+            )
         else:
             q, a, full = f"What shape is {phrase} the {ref.name}?", target.kind, f"It is a {target.kind}."
         return _gqa(q, a, full, "query", "rel", f"relate{attribute.capitalize()}", program)
@@ -303,7 +322,9 @@ def _gqa_verify_relation(scene, rng):
     answer = "yes" if asked == r else "no"
     full = f"{answer.capitalize()}, the {a.name} is {RELATIONS[r][0]} the {b.name}."
     program = f"select: {b.name} ->relate: {a.name},{phrase},s ->exist: ?"
-    return _gqa(f"Is the {a.name} {phrase} the {b.name}?", answer, full, "verify", "rel", "relVerify", program)
+    return _gqa(
+        f"Is the {a.name} {phrase} the {b.name}?", answer, full, "verify", "rel", "relVerify", program
+    )
 
 
 def _gqa_side(scene, rng):
@@ -313,7 +334,9 @@ def _gqa_side(scene, rng):
     s, side = pick(rng, sided)
     full = f"The {s.name} is on the {side} of the image."
     program = f"select: {s.name} ->query: hposition"
-    return _gqa(f"On which side of the image is the {s.name}?", side, full, "query", "rel", "positionQuery", program)
+    return _gqa(
+        f"On which side of the image is the {s.name}?", side, full, "query", "rel", "positionQuery", program
+    )
 
 
 def _gqa_choose_color(scene, rng):
@@ -325,7 +348,9 @@ def _gqa_choose_color(scene, rng):
     first, second = (s.color, other) if rng.random() < 0.5 else (other, s.color)
     program = f"select: {s.kind} ->choose color: {first}|{second}"
     full = f"The {s.kind} is {s.color}."
-    return _gqa(f"Is the {s.kind} {first} or {second}?", s.color, full, "choose", "attr", "chooseAttr", program)
+    return _gqa(
+        f"Is the {s.kind} {first} or {second}?", s.color, full, "choose", "attr", "chooseAttr", program
+    )
 
 
 def _gqa_choose_size(scene, rng):
@@ -335,7 +360,9 @@ def _gqa_choose_size(scene, rng):
     first, second = SIZES if rng.random() < 0.5 else SIZES[::-1]
     program = f"select: {s.name} ->choose size: {first}|{second}"
     full = f"The {s.name} is {s.size}."
-    return _gqa(f"Is the {s.name} {first} or {second}?", s.size, full, "choose", "attr", "chooseSize", program)
+    return _gqa(
+        f"Is the {s.name} {first} or {second}?", s.size, full, "choose", "attr", "chooseSize", program
+    )
 
 
 def _gqa_both(scene, rng):
@@ -396,7 +423,9 @@ def _mmbench_attribute_recognition(scene, rng):
     if not shapes:
         return None
     s = pick(rng, shapes)
-    return _mmbench(f"What color is the {s.kind}?", s.color, _distinct_distractors(rng, COLOR_NAMES, {s.color}), rng)
+    return _mmbench(
+        f"What color is the {s.kind}?", s.color, _distinct_distractors(rng, COLOR_NAMES, {s.color}), rng
+    )
 
 
 def _mmbench_object_localization(scene, rng):
@@ -404,7 +433,9 @@ def _mmbench_object_localization(scene, rng):
     if not placed:
         return None
     s, quadrant = pick(rng, placed)
-    return _mmbench(f"Where is the {s.name} in the image?", quadrant, [q for q in QUADRANTS if q != quadrant], rng)
+    return _mmbench(
+        f"Where is the {s.name} in the image?", quadrant, [q for q in QUADRANTS if q != quadrant], rng
+    )
 
 
 def _mmbench_ocr(scene, rng):
@@ -472,7 +503,9 @@ def _pope(scene, rng):
         fresh = [n for n in negatives[category] if n not in asked] or negatives[category]
         negative = pick(rng, fresh)
         asked.add(negative)
-        items.append({"question": q.format(present[index % len(present)]), "answer": "yes", "category": category})
+        items.append(
+            {"question": q.format(present[index % len(present)]), "answer": "yes", "category": category}
+        )
         items.append({"question": q.format(negative), "answer": "no", "category": category})
     return items
 
@@ -487,10 +520,19 @@ KINDS: tuple[Kind, ...] = (
     Kind("syn_mme", "position", _shapes(2, 3), _mme_position, 2),
     Kind("syn_mme", "color", _shapes(1, 3), _mme_color, 2),
     Kind("syn_mme", "OCR", _shapes(0, 2, ("word",)), _mme_ocr, 2, fine=True),
-    Kind("syn_mme", "numerical_calculation", _shapes(0, 2, ("sum",)), _mme_numerical_calculation, 2, fine=True),
+    Kind(
+        "syn_mme", "numerical_calculation", _shapes(0, 2, ("sum",)), _mme_numerical_calculation, 2, fine=True
+    ),
     Kind("syn_textvqa", "read", _texts(1), _textvqa_read, N_READABLE, fine=True),
     Kind("syn_textvqa", "read_word", _texts(2, "word"), _textvqa_read_kind("word"), len(WORDS), fine=True),
-    Kind("syn_textvqa", "read_number", _texts(2, "number"), _textvqa_read_kind("number"), len(NUMBERS), fine=True),
+    Kind(
+        "syn_textvqa",
+        "read_number",
+        _texts(2, "number"),
+        _textvqa_read_kind("number"),
+        len(NUMBERS),
+        fine=True,
+    ),
     Kind("syn_textvqa", "read_color", _texts(2), _textvqa_read_color, N_READABLE, fine=True),
     Kind("syn_gqa", "relateColor", _shapes(2, 4), _gqa_relate("color"), len(COLOR_NAMES)),
     Kind("syn_gqa", "relateShape", _shapes(2, 4), _gqa_relate("shape"), len(SHAPES)),

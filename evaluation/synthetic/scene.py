@@ -117,7 +117,7 @@ def _font(px: int) -> ImageFont.FreeTypeFont:
 
 
 def _ink_size(content: str, px: int) -> tuple[int, int]:
-    left, top, right, bottom = _font(px).getbbox(content)
+    left, top, right, bottom = _font(px).getbbox(content, mode="1")
     return right - left, bottom - top
 
 
@@ -155,17 +155,25 @@ def _font_px(rng: np.random.Generator, scale: str, view_scale: float) -> int:
     return round(int(rng.integers(lo, hi + 1)) * view_scale)
 
 
-def _place(rng: np.random.Generator, w: int, h: int, canvas: tuple[int, int], taken: list[Box], margin: int, gap: int):
-    """A random free w x h box at least `gap` pixels from every taken box, or None."""
+def _place(
+    rng: np.random.Generator, w: int, h: int, canvas: tuple[int, int], taken: list[Box], margin: int, gap: int
+):
+    """A random free w x h box at least `gap` pixels from every taken box, or None.
+
+    Draws PLACEMENT_TRIES candidate corners at once and keeps the first free one.
+    """
     width, height = canvas
     if w > width - 2 * margin or h > height - 2 * margin:
         return None
-    for _ in range(PLACEMENT_TRIES):
-        x = int(rng.integers(margin, width - margin - w + 1))
-        y = int(rng.integers(margin, height - margin - h + 1))
-        if all(x + w + gap <= a0 or a1 + gap <= x or y + h + gap <= b0 or b1 + gap <= y for a0, b0, a1, b1 in taken):
-            return x, y, x + w, y + h
-    return None
+    x = rng.integers(margin, width - margin - w + 1, size=PLACEMENT_TRIES)
+    y = rng.integers(margin, height - margin - h + 1, size=PLACEMENT_TRIES)
+    free = np.ones(PLACEMENT_TRIES, dtype=bool)
+    for a0, b0, a1, b1 in taken:
+        free &= (x + w + gap <= a0) | (a1 + gap <= x) | (y + h + gap <= b0) | (b1 + gap <= y)
+    if not free.any():
+        return None
+    i = int(np.argmax(free))
+    return int(x[i]), int(y[i]), int(x[i]) + w, int(y[i]) + h
 
 
 def sample_scene(
@@ -196,8 +204,10 @@ def sample_scene(
         taken.append(box)
         texts.append(Text(content, kind, COLOR_NAMES[int(color_index)], scale, px, box))
 
-    prior = np.outer(COLOR_WEIGHTS, SHAPE_WEIGHTS).ravel()
-    combos = rng.choice(prior.size, size=n_shapes, replace=False, p=prior / prior.sum())
+    # distinct (colour, kind) pairs drawn by the object prior, without replacement (Efraimidis-Spirakis keys)
+    prior = np.outer(COLOR_WEIGHTS, SHAPE_WEIGHTS).ravel()  # index = colour * len(SHAPES) + kind
+    keys = rng.random(prior.size) ** (1 / prior)
+    combos = np.argsort(-keys, kind="stable")[:n_shapes]
     sizes = [pick(rng, ("small", "large")) for _ in range(n_shapes)]
     shapes = []
     for combo, size in sorted(zip(combos, sizes, strict=True), key=lambda pair: pair[1]):  # large ones first
@@ -213,9 +223,10 @@ def sample_scene(
 
 
 def render_scene(scene: Scene) -> Image.Image:
-    """Draw the scene: flat background, unantialiased shapes, antialiased text."""
+    """Draw the scene in flat colours: no antialiasing, so every painted pixel has its item's colour."""
     image = Image.new("RGB", (scene.width, scene.height), BACKGROUND)
     draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # crisp glyphs: thin strokes of small text keep their colour
     for shape in scene.shapes:
         fill = COLORS[shape.color]
         x0, y0, x1, y1 = shape.box
@@ -236,7 +247,7 @@ def render_scene(scene: Scene) -> Image.Image:
             raise ValueError(f"unknown shape {shape.kind!r}; expected one of {SHAPES}")
     for text in scene.texts:
         font = _font(text.font_px)
-        left, top, _, _ = font.getbbox(text.content)
+        left, top, _, _ = font.getbbox(text.content, mode="1")
         draw.text((text.box[0] - left, text.box[1] - top), text.content, font=font, fill=COLORS[text.color])
     return image
 
@@ -244,5 +255,5 @@ def render_scene(scene: Scene) -> Image.Image:
 def encode_png(image: Image.Image) -> bytes:
     """PNG bytes with no metadata, so equal images give equal bytes."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=6)
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

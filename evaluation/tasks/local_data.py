@@ -21,7 +21,9 @@ from PIL import Image
 from evaluation.tasks import DATA_ROOT_ENV
 
 SYNTHETIC_QUESTIONS = "test.jsonl"
-SYNTHETIC_HINT = f"generate a world with `tokenpacker synth --out DIR` and set {DATA_ROOT_ENV} to its eval/ folder"
+SYNTHETIC_HINT = (
+    f"generate a world with `tokenpacker synth --out DIR` and set {DATA_ROOT_ENV} to its eval/ folder"
+)
 MIRROR_HINT = "copy the data set there with save_to_disk as evaluation/tasks/README.md shows"
 PLACEHOLDER_SIZE = (64, 64)  # what the model sees instead of an unreadable image: a grey square
 
@@ -117,6 +119,8 @@ def doc_visuals(doc: dict, id_field: str, column: str = "image") -> list[Image.I
     try:
         image = read_image(doc[column])
     except UnreadableImageError as error:
-        logger.error(f"{id_field}={doc[id_field]!r}: image cannot be read ({error}); the model sees a blank placeholder")
+        logger.error(
+            f"{id_field}={doc[id_field]!r}: image cannot be read ({error}); the model sees a blank placeholder"
+        )
         return [Image.new("RGB", PLACEHOLDER_SIZE, (128, 128, 128))]
     return [] if image is None else [image]

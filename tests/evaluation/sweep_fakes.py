@@ -40,12 +40,14 @@ def fake_score(cell: CellConfig, task: str) -> float:
 
 
 def build_world(log: Path, root: Path, spec: WorldSpec) -> WorldPaths:
+    """Like the real one: a subfolder per (preset, seed), reused when already there."""
     log_call(log, "world", spec.preset)
+    world = root / f"{spec.preset}-seed{spec.seed}"
+    for folder in ("images", "eval"):
+        (world / folder).mkdir(parents=True, exist_ok=True)
     for name in ("stage1.json", "stage2.json"):
-        (root / name).write_text("[]", encoding="utf-8")
-    (root / "images").mkdir()
-    (root / "eval").mkdir()
-    return WorldPaths(root, root / "stage1.json", root / "stage2.json", root / "images", root / "eval")
+        (world / name).write_text("[]", encoding="utf-8")
+    return WorldPaths(root, world / "stage1.json", world / "stage2.json", world / "images", world / "eval")
 
 
 def check_cell(cell: CellConfig) -> None:
@@ -54,7 +56,14 @@ def check_cell(cell: CellConfig) -> None:
 
 
 def train(
-    log: Path, fail: str, sleep_s: float, hold: str, cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int
+    log: Path,
+    fail: str,
+    sleep_s: float,
+    hold: str,
+    cell: CellConfig,
+    world: WorldPaths | None,
+    folder: Path,
+    gpus: int,
 ) -> Path:
     log_call(log, "train", cell.cell_id)
     if fail and fnmatch.fnmatchcase(cell.cell_id, fail):
@@ -64,12 +73,18 @@ def train(
     time.sleep(sleep_s)
     checkpoint = folder / "final"
     checkpoint.mkdir()
-    config = {"projector_type": cell.projector, "scale_factor": cell.scale_factor, "patch_num": cell.patch_num}
+    config = {
+        "projector_type": cell.projector,
+        "scale_factor": cell.scale_factor,
+        "patch_num": cell.patch_num,
+    }
     (checkpoint / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return checkpoint
 
 
-def evaluate(log: Path, sleep_s: float, checkpoint: Path, cell: CellConfig, world: WorldPaths | None, folder: Path) -> Path:
+def evaluate(
+    log: Path, sleep_s: float, checkpoint: Path, cell: CellConfig, world: WorldPaths | None, folder: Path
+) -> Path:
     """lmms-eval 0.7's layout: OUT/<model>/<date>_results.json and <date>_samples_<task>.jsonl."""
     log_call(log, "evaluate", cell.cell_id)
     assert (checkpoint / "config.json").is_file()
@@ -79,7 +94,12 @@ def evaluate(log: Path, sleep_s: float, checkpoint: Path, cell: CellConfig, worl
     results, counts = {}, {}
     for task in cell.tasks:
         score = fake_score(cell, task)
-        results[task] = {"alias": task, "exact_match,none": score, "exact_match_stderr,none": 0.01, "submission,none": "n/a"}
+        results[task] = {
+            "alias": task,
+            "exact_match,none": score,
+            "exact_match_stderr,none": 0.01,
+            "submission,none": "n/a",
+        }
         counts[task] = {"original": 10, "effective": 10}
         samples = [{"doc_id": i, "exact_match": float(i < 10 * score)} for i in range(10)]
         lines = "".join(json.dumps(sample) + "\n" for sample in samples)

@@ -93,4 +93,3 @@ def test_decoder_flops_need_a_positive_length():
     config = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1, num_attention_heads=1)
     with pytest.raises(ValueError, match="sequence_length=0"):
         decoder_prefill_flops(config, 0)
-

@@ -58,7 +58,9 @@ def test_hd_measure_scales_the_image_to_the_paper_model(tmp_path):
     # a 1 x 2 grid, as 336 x 672 at 336 px: two cells, "," and "\n", the global view and its "\n"
     metrics = measure(checkpoint, image_size=(48, 96), runs=1, warmup=0, batch=1, new_tokens=2)
     assert metrics["visual_tokens"] == 2 * 144 + 1 + 1 + 144 + 1
-    assert metrics["prefill_tflops_7b"] == paper_scale_prefill_tflops("tokenpacker", 2, 9, "7b", image_size=(336, 672))
+    assert metrics["prefill_tflops_7b"] == paper_scale_prefill_tflops(
+        "tokenpacker", 2, 9, "7b", image_size=(336, 672)
+    )
 
 
 def test_kv_cache_size_matches_the_cache_generate_builds():

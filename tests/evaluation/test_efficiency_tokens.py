@@ -12,7 +12,13 @@ from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_proce
 
 @pytest.mark.parametrize(
     ("projector", "scale_factor", "tokens"),
-    [("mlp2x_gelu", 2, 576), ("tokenpacker", 2, 144), ("tokenpacker", 3, 64), ("tokenpacker", 4, 36), ("avgpool", 4, 36)],
+    [
+        ("mlp2x_gelu", 2, 576),
+        ("tokenpacker", 2, 144),
+        ("tokenpacker", 3, 64),
+        ("tokenpacker", 4, 36),
+        ("avgpool", 4, 36),
+    ],
 )
 def test_plain_images_take_the_projector_tokens_whatever_their_size(projector, scale_factor, tokens):
     config = llava15_config("7b", projector, scale_factor, None)

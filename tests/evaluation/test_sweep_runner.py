@@ -42,7 +42,14 @@ def fakes(monkeypatch):
 
 
 def write_spec(folder: Path, **fields) -> Path:
-    spec = {"name": "t", "recipe": "tiny", "world": {"preset": "smoke"}, "tasks": TASKS, "groups": GROUPS, **fields}
+    spec = {
+        "name": "t",
+        "recipe": "tiny",
+        "world": {"preset": "smoke"},
+        "tasks": TASKS,
+        "groups": GROUPS,
+        **fields,
+    }
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
@@ -60,20 +67,35 @@ def test_a_sweep_writes_one_tidy_record_per_cell_task_and_metric(tmp_path, fakes
     assert len(table) == len(cells) * (len(TASKS) + 3)  # exact_match per task + 3 efficiency metrics
     row = table[(table["cell_id"] == "tokenpacker-s4-seed0") & (table["task"] == "syn_b")].iloc[0]
     config = json.loads(row["config_json"])
-    assert (row["projector"], row["scale_factor"], row["seed"], row["metric"]) == ("tokenpacker", 4, 0, "exact_match")
-    assert row["value"] == fakes.fake_score(load_spec(write_spec(tmp_path)).cell("tokenpacker-s4-seed0"), "syn_b")
+    assert (row["projector"], row["scale_factor"], row["seed"], row["metric"]) == (
+        "tokenpacker",
+        4,
+        0,
+        "exact_match",
+    )
+    assert row["value"] == fakes.fake_score(
+        load_spec(write_spec(tmp_path)).cell("tokenpacker-s4-seed0"), "syn_b"
+    )
     assert (row["stderr"], row["n_samples"], row["status"]) == (0.01, 10, "ok")
     assert config["recipe"] == "tiny" and config["world"] == {"preset": "smoke", "seed": 0}
     assert (out / row["samples_path"]).is_file()
     assert row["suite_version"] and row["git_commit"] and "torch" in json.loads(row["package_versions"])
     timings = json.loads(row["timings_json"])
-    assert {"generation_s", "training_s", "evaluation_s", "efficiency_s", "cell_s", "report_s"} <= set(timings)
+    assert {"generation_s", "training_s", "evaluation_s", "efficiency_s", "cell_s", "report_s"} <= set(
+        timings
+    )
     hd = table[(table["cell_id"] == "avgpool-s3-hd9-seed0") & (table["metric"] == "visual_tokens")].iloc[0]
     assert (hd["patch_num"], hd["value"]) == (9, 64)
     ttft = table[table["metric"] == "ttft_ms"]["value"]
     assert ttft.isna().all()  # a NaN from the probe is recorded as missing, never 0
     assert outcome.report_page == out / "report" / "index.html" and outcome.failed == ()
-    assert Counter(c.split()[0] for c in fakes.calls(log)) == {"world": 1, "train": 4, "evaluate": 4, "efficiency": 4, "report": 1}
+    assert Counter(c.split()[0] for c in fakes.calls(log)) == {
+        "world": 1,
+        "train": 4,
+        "evaluate": 4,
+        "efficiency": 4,
+        "report": 1,
+    }
 
 
 def test_a_rerun_reuses_every_finished_cell_and_the_report(tmp_path, fakes):
@@ -125,7 +147,9 @@ def test_a_changed_spec_reruns_only_the_stages_it_changes(tmp_path, fakes):
     run_sweep(load_spec(write_spec(tmp_path)), out, stages=fakes.make_stages(log), progress=False)
     before = len(fakes.calls(log))
     spec = load_spec(write_spec(tmp_path, tasks=[*TASKS, "syn_c"]))
-    assert {status for _, status in cell_statuses(spec, out)} == {"changed (config differs from the finished run; will rerun)"}
+    assert {status for _, status in cell_statuses(spec, out)} == {
+        "changed (config differs from the finished run; will rerun)"
+    }
     outcome = run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)
     assert {c.split()[0] for c in fakes.calls(log)[before:]} == {"evaluate", "report"}
     assert set(outcome.results["task"]) == {"syn_a", "syn_b", "syn_c", "efficiency"}
@@ -138,7 +162,11 @@ def test_a_checkpoint_cell_is_evaluated_without_training(tmp_path, fakes):
     log, out = tmp_path / "calls.log", tmp_path / "out"
     spec = load_spec(write_spec(tmp_path, recipe=None, world=None, groups=[{"checkpoint": str(checkpoint)}]))
     outcome = run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)
-    assert fakes.calls(log) == ["evaluate mlp2x_gelu-seed0-from-given", "efficiency mlp2x_gelu-seed0-from-given", "report mlp2x_gelu"]
+    assert fakes.calls(log) == [
+        "evaluate mlp2x_gelu-seed0-from-given",
+        "efficiency mlp2x_gelu-seed0-from-given",
+        "report mlp2x_gelu",
+    ]
     assert outcome.results["scale_factor"].isna().all()
 
 
@@ -154,15 +182,22 @@ def test_only_runs_the_selected_cells_and_the_table_keeps_earlier_ones(tmp_path,
     log, out = tmp_path / "calls.log", tmp_path / "out"
     spec = load_spec(write_spec(tmp_path))
     run_sweep(spec, out, stages=fakes.make_stages(log), only=["mlp*"], progress=False)
-    outcome = run_sweep(spec, out, stages=fakes.make_stages(log), only=["tokenpacker-s4-seed0"], progress=False)
-    assert [c for c in fakes.calls(log) if c.startswith("train")] == ["train mlp2x_gelu-seed0", "train tokenpacker-s4-seed0"]
+    outcome = run_sweep(
+        spec, out, stages=fakes.make_stages(log), only=["tokenpacker-s4-seed0"], progress=False
+    )
+    assert [c for c in fakes.calls(log) if c.startswith("train")] == [
+        "train mlp2x_gelu-seed0",
+        "train tokenpacker-s4-seed0",
+    ]
     assert set(outcome.results["cell_id"]) == {"mlp2x_gelu-seed0", "tokenpacker-s4-seed0"}
 
 
 def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path, fakes):
     out = tmp_path / "out"
-    with sweep_lock(out), pytest.raises(RuntimeError, match="another sweep is running in this folder"):
-        run_sweep(load_spec(write_spec(tmp_path)), out, stages=fakes.make_stages(tmp_path / "log"), progress=False)
+    with sweep_lock(out), pytest.raises(BlockingIOError, match="another sweep is running in this folder"):
+        run_sweep(
+            load_spec(write_spec(tmp_path)), out, stages=fakes.make_stages(tmp_path / "log"), progress=False
+        )
 
 
 def test_an_atomic_write_interrupted_midway_leaves_the_old_file_whole(tmp_path):
@@ -192,7 +227,11 @@ def wait_for(condition, timeout_s: float = 60.0) -> None:
 
 
 def finished_cells(out: Path) -> set[str]:
-    states = [read_cell_state(folder) for folder in (out / CELLS_FOLDER).glob("*")] if (out / CELLS_FOLDER).is_dir() else []
+    states = (
+        [read_cell_state(folder) for folder in (out / CELLS_FOLDER).glob("*")]
+        if (out / CELLS_FOLDER).is_dir()
+        else []
+    )
     return {state.cell_id for state in states if state is not None and state.status == "ok"}
 
 
@@ -232,12 +271,18 @@ def test_sweeps_killed_at_random_moments_never_lose_a_finished_cell(tmp_path, fa
         finished = finished_cells(out)
         before = Counter(fakes.calls(log))
         process = start_sweep(spec, out, log, "", "0.05")
-        wait_for(lambda: Counter(fakes.calls(log)) != before or process.poll() is not None)
+        wait_for(
+            lambda before=before, process=process: (
+                Counter(fakes.calls(log)) != before or process.poll() is not None
+            )
+        )
         time.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
         process.wait()
         all_json_parses(out)
-        redone = {call.split()[1] for call in (Counter(fakes.calls(log)) - before) if call.startswith("train")}
+        redone = {
+            call.split()[1] for call in (Counter(fakes.calls(log)) - before) if call.startswith("train")
+        }
         assert not redone & finished
     outcome = run_sweep(load_spec(spec), out, stages=fakes.make_stages(log), progress=False)
     trained = Counter(c for c in fakes.calls(log) if c.startswith("train"))
@@ -251,14 +296,18 @@ def test_the_slurm_launcher_runs_each_cell_as_a_submitit_job(tmp_path, fakes):
     log, out = tmp_path / "calls.log", tmp_path / "out"
     spec = load_spec(write_spec(tmp_path, slurm={"gpus_per_node": 0, "time_min": 5, "partition": "gpu"}))
     launcher = SubmititLauncher(spec.slurm, cluster="local", poll_s=0.2)
-    outcome = run_sweep(spec, out, stages=fakes.make_stages(log), only=["tokenpacker-*"], launcher=launcher, progress=False)
+    outcome = run_sweep(
+        spec, out, stages=fakes.make_stages(log), only=["tokenpacker-*"], launcher=launcher, progress=False
+    )
 
     assert sorted(r.cell_id for r in outcome.runs) == ["tokenpacker-s2-seed0", "tokenpacker-s4-seed0"]
     assert all(r.status == "ok" for r in outcome.runs) and outcome.failed == ()
     assert set(outcome.results["cell_id"]) == {"tokenpacker-s2-seed0", "tokenpacker-s4-seed0"}
     assert any((out / "submitit").rglob("*_submitted.pkl"))
     before = len(fakes.calls(log))
-    local = run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)  # same resume rules across launchers
+    local = run_sweep(
+        spec, out, stages=fakes.make_stages(log), progress=False
+    )  # same resume rules across launchers
     assert [r.cell_id for r in local.runs] == ["mlp2x_gelu-seed0", "avgpool-s3-hd9-seed0"]
     assert not any("tokenpacker" in call for call in fakes.calls(log)[before:])
 

@@ -43,28 +43,55 @@ def test_groups_expand_to_the_product_of_their_axes_with_the_shared_axes(tmp_pat
         "tokenpacker-s3-hd9-seed5",
     ]
     mlp, hd = cells[0], cells[-1]
-    assert (mlp.projector, mlp.scale_factor, mlp.patch_num, mlp.seed, mlp.recipe) == ("mlp2x_gelu", None, None, 0, "tiny")
+    assert (mlp.projector, mlp.scale_factor, mlp.patch_num, mlp.seed, mlp.recipe) == (
+        "mlp2x_gelu",
+        None,
+        None,
+        0,
+        "tiny",
+    )
     assert (hd.scale_factor, hd.patch_num, hd.seed, hd.tasks) == (3, 9, 5, ("syn_a",))
 
 
 def test_model_and_recipe_axes_reach_the_cell_and_its_id(tmp_path):
     path = write_spec(
         tmp_path,
-        groups=[{"projector": "tokenpacker", "scale_factor": 2, "model.multi_level_layers": [[2, 3, 4, 5]], "recipe.stage2.lr": [1e-4, 2e-4]}],
+        groups=[
+            {
+                "projector": "tokenpacker",
+                "scale_factor": 2,
+                "model.multi_level_layers": [[2, 3, 4, 5]],
+                "recipe.stage2.lr": [1e-4, 2e-4],
+            }
+        ],
     )
     cells = load_spec(path).cells
     assert [c.recipe_overrides for c in cells] == [{"stage2.lr": 1e-4}, {"stage2.lr": 2e-4}]
     assert cells[0].model == {"multi_level_layers": [2, 3, 4, 5]}
-    assert cells[0].cell_id == "tokenpacker-s2-seed0-model.multi_level_layers=_2_3_4_5_-recipe.stage2.lr=0.0001"
+    assert (
+        cells[0].cell_id == "tokenpacker-s2-seed0-model.multi_level_layers=_2_3_4_5_-recipe.stage2.lr=0.0001"
+    )
     assert json.loads(json.dumps(cells[0].to_dict()))["recipe_overrides"] == {"stage2.lr": 1e-4}
 
 
 @pytest.mark.parametrize(
     ("group", "cell", "message"),
     [
-        ({"projector": "tokenpacker", "scale_factor": 5}, "tokenpacker-s5-seed0", "allowed: [1, 2, 3, 4, 6, 8, 12, 24]"),
-        ({"projector": "tokenpacker", "scale_factor": 2, "patch_num": 7}, "tokenpacker-s2-hd7-seed0", "allowed values: 9, 16, 25"),
-        ({"projector": "tokenpackr", "scale_factor": 2}, "tokenpackr-s2-seed0", "unknown projector 'tokenpackr'"),
+        (
+            {"projector": "tokenpacker", "scale_factor": 5},
+            "tokenpacker-s5-seed0",
+            "allowed: [1, 2, 3, 4, 6, 8, 12, 24]",
+        ),
+        (
+            {"projector": "tokenpacker", "scale_factor": 2, "patch_num": 7},
+            "tokenpacker-s2-hd7-seed0",
+            "allowed values: 9, 16, 25",
+        ),
+        (
+            {"projector": "tokenpackr", "scale_factor": 2},
+            "tokenpackr-s2-seed0",
+            "unknown projector 'tokenpackr'",
+        ),
         ({"projector": "tokenpacker"}, "tokenpacker-seed0", "needs a scale_factor"),
         ({"projector": "mlp2x_gelu", "scale_factor": 2}, "mlp2x_gelu-s2-seed0", "keeps every token"),
         ({"projector": "avgpool", "scale_factor": 2, "seed": -1}, "avgpool-s2-seed-1", "seed=-1"),
@@ -80,13 +107,16 @@ def test_a_bad_value_is_rejected_naming_the_cell(tmp_path, group, cell, message)
     ("fields", "message"),
     [
         ({"groups": [{"projecter": "mlp2x_gelu"}]}, "unknown axis 'projecter'"),
-        ({"groups": [{"model.hidden": 3, "projector": "mlp2x_gelu"}]}, "unknown axis 'model.hidden'"),
+        ({"groups": [{"model.": 3, "projector": "mlp2x_gelu"}]}, "unknown axis 'model.'"),
         ({"sedd": 1}, r"unknown keys \['sedd'\]"),
         ({"tasks": []}, "tasks must be a non-empty list"),
         ({"world": {"preset": "huge"}}, "world preset 'huge' is unknown"),
         ({"evaluation": {"batch_size": 0}}, "batch_size=0 must be an integer >= 1"),
         ({"evaluation": {"batchsize": 4}}, r"unknown options \['batchsize'\]"),
-        ({"groups": [{"projector": "mlp2x_gelu"}, {"projector": "mlp2x_gelu", "scale_factor": 1}]}, "appears twice"),
+        (
+            {"groups": [{"projector": "mlp2x_gelu"}, {"projector": "mlp2x_gelu", "scale_factor": 1}]},
+            "appears twice",
+        ),
         ({"recipe": None, "groups": [{"projector": "mlp2x_gelu"}]}, "needs a recipe"),
     ],
 )
@@ -98,7 +128,12 @@ def test_a_bad_spec_is_rejected_before_anything_runs(tmp_path, fields, message):
 def test_a_checkpoint_cell_takes_its_config_from_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "llava-hd"
     checkpoint.mkdir()
-    config = {"projector_type": "tokenpacker", "scale_factor": 2, "image_aspect_ratio": "slice", "patch_num": 16}
+    config = {
+        "projector_type": "tokenpacker",
+        "scale_factor": 2,
+        "image_aspect_ratio": "slice",
+        "patch_num": 16,
+    }
     (checkpoint / "config.json").write_text(json.dumps(config), encoding="utf-8")
     (cell,) = load_spec(write_spec(tmp_path, recipe=None, groups=[{"checkpoint": str(checkpoint)}])).cells
     assert cell.cell_id == "tokenpacker-s2-hd16-seed0-from-llava-hd"
@@ -151,5 +186,7 @@ def test_only_selects_cells_by_pattern():
     ]
     assert select_cells(spec, ["avgpool-s2-seed0,avgpool-s4-seed0"])[1].cell_id == "avgpool-s4-seed0"
     assert select_cells(spec, None) == spec.cells
-    with pytest.raises(SweepSpecError, match="--only nothing: matches no cell of tiny; cells: mlp2x_gelu-seed0"):
+    with pytest.raises(
+        SweepSpecError, match="--only nothing: matches no cell of tiny; cells: mlp2x_gelu-seed0"
+    ):
         select_cells(spec, ["nothing"])

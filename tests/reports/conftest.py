@@ -22,6 +22,9 @@ def built_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The full report for suite/ + lmms_eval/ with the quoted reference (built once: plots take seconds)."""
     out = tmp_path_factory.mktemp("report") / "out"
     build_report(
-        [FIXTURES / "suite", FIXTURES / "lmms_eval"], out, reference_csv=FIXTURES / "paper_results.csv", resamples=500
+        [FIXTURES / "suite", FIXTURES / "lmms_eval"],
+        out,
+        reference_csv=FIXTURES / "paper_results.csv",
+        resamples=500,
     )
     return out

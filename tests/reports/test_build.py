@@ -14,7 +14,16 @@ from reports.errors import ReportInputError
 
 def test_report_has_every_table_in_three_formats(built_report: Path) -> None:
     stems = {path.stem for path in (built_report / "tables").iterdir()}
-    assert {"main_table", "reference_quoted", "equal_budget", "uncertainty", "paired_tests", "inputs", "failures", "all_scores"} <= stems
+    assert {
+        "main_table",
+        "reference_quoted",
+        "equal_budget",
+        "uncertainty",
+        "paired_tests",
+        "inputs",
+        "failures",
+        "all_scores",
+    } <= stems
     for stem in stems:
         for suffix in ("md", "tex", "csv"):
             assert (built_report / "tables" / f"{stem}.{suffix}").is_file()
@@ -35,10 +44,6 @@ def test_html_shows_the_plots(built_report: Path) -> None:
     assert shown == {path.relative_to(built_report).as_posix() for path in built_report.glob("plots/*.png")}
 
 
-def _suite_only(fixtures: Path, out: Path) -> Path:
-    return build_report([fixtures / "suite"], out, reference_csv=None, resamples=200)
-
-
 def test_bad_input_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(ReportInputError):
@@ -46,15 +51,19 @@ def test_bad_input_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
-def test_an_error_while_writing_keeps_the_earlier_report(fixtures: Path, tmp_path: Path) -> None:
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_an_error_while_writing_keeps_the_earlier_report(
+    fixtures: Path, tmp_path: Path, built_report: Path
+) -> None:
     out = tmp_path / "out"
-    _suite_only(fixtures, out)
-    before = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    shutil.copytree(built_report, out)
+    before = _files(out)
     with pytest.raises(ReportInputError, match="baseline 'tokenpacker' matches"):
         build_report([fixtures / "suite"], out, reference_csv=None, baseline="tokenpacker", resamples=200)
-    after = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
-    assert after == before
+    assert _files(out) == before
     assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
 
 
@@ -62,15 +71,17 @@ def test_an_earlier_report_is_replaced(fixtures: Path, tmp_path: Path, built_rep
     out = tmp_path / "out"
     shutil.copytree(built_report, out)
     (out / "plots" / "stale.png").write_bytes(b"old")
-    page = _suite_only(fixtures, out)
+    page = build_report(
+        [fixtures / "lmms_eval" / "liuhaotian__llava-v1.5-7b"], out, reference_csv=None, resamples=200
+    )
     assert page == out / "index.html" and page.is_file()
     assert not (out / "plots" / "stale.png").exists()
-    assert "checkpoints/llava-tokenpacker-s3" not in (out / "report.md").read_text(encoding="utf-8")
+    assert "tokenpacker (s=2)" not in (out / "report.md").read_text(encoding="utf-8")
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
 
 
 def test_a_folder_that_is_not_a_report_is_refused(fixtures: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ReportInputError, match="not empty and holds no earlier report"):
-        _suite_only(fixtures, tmp_path)
+        build_report([fixtures / "suite"], tmp_path, reference_csv=None)
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]

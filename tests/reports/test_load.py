@@ -42,7 +42,9 @@ def test_fixture_is_in_lmms_eval_layout(fixtures: Path) -> None:
     assert (fixtures / RESULTS_JSON).parent.name == payload["model_name_sanitized"]
     for task in payload["results"]:
         assert (fixtures / LMMS_RUN / f"{payload['date']}_samples_{task}.jsonl").is_file()
-    first = json.loads((fixtures / LMMS_RUN / "20250301_101500_samples_gqa.jsonl").read_text().splitlines()[0])
+    first = json.loads(
+        (fixtures / LMMS_RUN / "20250301_101500_samples_gqa.jsonl").read_text().splitlines()[0]
+    )
     assert {"doc_id", "doc_hash", "target", "filtered_resps", "input", "exact_match"} <= set(first)
 
 
@@ -59,7 +61,14 @@ def test_lmms_eval_values_are_copied(fixtures: Path) -> None:
     f1 = _record(frame, "tokenpacker (s=3)", "pope", "pope_f1_score")
     assert f1["value"] == payload["results"]["pope"]["pope_f1_score,none"]
     assert pd.isna(f1["stderr"])  # "N/A" in the file: missing, never 0
-    assert set(frame["metric"]) == {"exact_match", "pope_accuracy", "pope_precision", "pope_recall", "pope_f1_score", "pope_yes_ratio"}
+    assert set(frame["metric"]) == {
+        "exact_match",
+        "pope_accuracy",
+        "pope_precision",
+        "pope_recall",
+        "pope_f1_score",
+        "pope_yes_ratio",
+    }
 
 
 def test_hub_model_without_projector_is_labelled_unknown(fixtures: Path) -> None:
@@ -92,7 +101,10 @@ def test_same_config_from_two_runs_gets_two_rows(fixtures: Path) -> None:
     labels = set(frame["row_label"])
     assert {"tokenpacker (s=3) [suite]", "tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]"} <= labels
     assert "tokenpacker (s=3)" not in labels
-    assert _record(frame, "tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]", "gqa", "exact_match")["value"] == 0.605
+    assert (
+        _record(frame, "tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]", "gqa", "exact_match")["value"]
+        == 0.605
+    )
 
 
 def test_chance_from_results_table(fixtures: Path) -> None:
@@ -107,9 +119,20 @@ def test_chance_from_lmms_eval_task_metadata(fixtures: Path, tmp_path: Path) -> 
     assert {(c.task, c.metric): v for c, v in chance.items()} == {("gqa", "exact_match"): 0.5}
 
 
+def test_chance_per_metric_from_lmms_eval_task_metadata(fixtures: Path, tmp_path: Path) -> None:
+    """The suite's synthetic tasks declare {metric: chance} (evaluation/tasks/syn_*/*.yaml)."""
+    results = _copy_lmms_run(fixtures, tmp_path)
+    chance = {"pope_accuracy": 0.5, "pope_f1_score": 0.5}
+    _edit_json(results, lambda p: p["configs"]["pope"].update(metadata={"version": 1.0, "chance": chance}))
+    levels = chance_levels(load_results([results]))
+    assert {(c.task, c.metric): v for c, v in levels.items()} == {("pope", m): v for m, v in chance.items()}
+
+
 def test_old_mme_metric_spelling_lands_in_the_perception_column(fixtures: Path, tmp_path: Path) -> None:
     results = _copy_lmms_run(fixtures, tmp_path)
-    _edit_json(results, lambda p: p["results"].update(mme={"alias": "mme", "mme_percetion_score,none": 1400.5}))
+    _edit_json(
+        results, lambda p: p["results"].update(mme={"alias": "mme", "mme_percetion_score,none": 1400.5})
+    )
     frame = load_results([results])
     assert _record(frame, "tokenpacker (s=3)", "mme", "mme_perception_score")["value"] == 1400.5
 
@@ -148,10 +171,16 @@ def test_table_missing_columns(tmp_path: Path) -> None:
     ("edit", "message"),
     [
         (lambda p: p.pop("lmms_eval_version"), "unknown lmms-eval version"),
-        (lambda p: p.update(lmms_eval_version="0.3.0"), r"written by lmms-eval 0.3.0; this reader knows .* 0.7.x"),
+        (
+            lambda p: p.update(lmms_eval_version="0.3.0"),
+            r"written by lmms-eval 0.3.0; this reader knows .* 0.7.x",
+        ),
         (lambda p: p.pop("n-samples"), "missing keys: n-samples"),
         (lambda p: p["config"].pop("model_args"), "config.model_args is missing"),
-        (lambda p: p.update(results={"gqa": {"alias": "gqa", "exact_match,none": "N/A"}}), "no numeric metrics"),
+        (
+            lambda p: p.update(results={"gqa": {"alias": "gqa", "exact_match,none": "N/A"}}),
+            "no numeric metrics",
+        ),
         (lambda p: p["config"].update(model_args="pretrained=x,scale_factor=two"), "scale_factor='two'"),
     ],
 )
@@ -172,10 +201,12 @@ def test_conflicting_values_of_one_run_are_refused(fixtures: Path, tmp_path: Pat
     """Two copies of one sweep (same folder name) that disagree on a number: no number is picked."""
     for name, value in (("a", 0.62), ("b", 0.7)):
         frame = read_results_table(fixtures / "suite")
-        frame.loc[(frame["cell_id"] == "mlp") & (frame["task"] == "gqa"), "value"] = value
+        frame.loc[(frame["cell_id"] == "mlp") & (frame["task"] == "local_gqa"), "value"] = value
         (tmp_path / name / "suite").mkdir(parents=True)
         frame.to_csv(tmp_path / name / "suite" / "results.csv", index=False)
-    with pytest.raises(ReportInputError, match=r"conflicting results for mlp2x_gelu gqa/exact_match: 0\.62 .*0\.7"):
+    with pytest.raises(
+        ReportInputError, match=r"conflicting results for mlp2x_gelu gqa/exact_match: 0\.62 .*0\.7"
+    ):
         load_results([tmp_path / "a" / "suite", tmp_path / "b" / "suite"])
 
 

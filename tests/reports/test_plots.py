@@ -31,8 +31,14 @@ def test_pareto_front_on_known_points() -> None:
 
 
 def test_pareto_front_when_lower_is_better() -> None:
-    assert pareto_mask(np.array([1.0, 2.0]), np.array([0.3, 0.1]), higher_is_better=False).tolist() == [True, True]
-    assert pareto_mask(np.array([1.0, 2.0]), np.array([0.1, 0.3]), higher_is_better=False).tolist() == [True, False]
+    assert pareto_mask(np.array([1.0, 2.0]), np.array([0.3, 0.1]), higher_is_better=False).tolist() == [
+        True,
+        True,
+    ]
+    assert pareto_mask(np.array([1.0, 2.0]), np.array([0.1, 0.3]), higher_is_better=False).tolist() == [
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -40,13 +46,20 @@ def test_pareto_front_when_lower_is_better() -> None:
     [
         lambda: plot_score_vs_cost(
             pd.DataFrame(
-                {"label": ["a (s=2)", "a (s=4)", "b"], "projector": ["a", "a", "b"], "x": [144, 36, 576], "y": [0.6, 0.55, 0.62]}
+                {
+                    "label": ["a (s=2)", "a (s=4)", "b"],
+                    "projector": ["a", "a", "b"],
+                    "x": [144, 36, 576],
+                    "y": [0.6, 0.55, 0.62],
+                }
             ),
             x_label="Visual tokens",
             y_label="GQA",
         ),
         lambda: plot_heatmap(
-            pd.DataFrame([[0.6, None], ["2 seeds", 0.5]], index=["2", "4"], columns=["9", "n/a"], dtype=object),
+            pd.DataFrame(
+                [[0.6, None], ["2 seeds", 0.5]], index=["2", "4"], columns=["9", "n/a"], dtype=object
+            ),
             title="t",
             row_name="scale_factor",
             column_name="patch_num",
@@ -70,7 +83,11 @@ def test_figure_is_written_at_column_width_and_not_blank(tmp_path: Path, draw) -
 def test_report_plots_are_not_blank(built_report: Path) -> None:
     pngs = sorted((built_report / "plots").glob("*.png"))
     names = {path.stem for path in pngs}
-    assert {"gqa__exact_match_vs_visual_tokens", "gqa__exact_match_vs_prefill_tflops_7b", "gqa__exact_match_vs_ttft_ms"} <= names
+    assert {
+        "gqa__exact_match_vs_visual_tokens",
+        "gqa__exact_match_vs_prefill_tflops_7b",
+        "gqa__exact_match_vs_ttft_ms",
+    } <= names
     assert {"heatmap_tokenpacker_suite_gqa__exact_match", "benchmarks"} <= names
     for png in pngs:
         assert png.with_suffix(".pdf").is_file()

@@ -38,7 +38,13 @@ def test_long_floats_are_cut_at_four_decimals() -> None:
 
 
 def test_fixed_decimals_override() -> None:
-    table = Table(name="t", title="t", columns=("rel",), rows=((94.55108865295573,), (100.0,)), fixed_decimals={"rel": 1})
+    table = Table(
+        name="t",
+        title="t",
+        columns=("rel",),
+        rows=((94.55108865295573,), (100.0,)),
+        fixed_decimals={"rel": 1},
+    )
     assert [row[0] for row in _markdown_cells(to_markdown(table))] == ["94.6", "100.0"]
 
 

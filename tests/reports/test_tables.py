@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from reports.errors import ReportInputError
@@ -72,7 +73,8 @@ def _source_values(fixtures: Path) -> list[tuple[str, str, float]]:
             if record["status"] != "ok":
                 continue
             header = EFFICIENCY_HEADERS.get(record["metric"]) if record["task"] == "efficiency" else None
-            header = header or SCORE_HEADERS.get((record["task"], record["metric"]))
+            # the suite runs lmms-eval's gqa / mme as local_gqa / local_mme: same column
+            header = header or SCORE_HEADERS.get((record["task"].removeprefix("local_"), record["metric"]))
             if header:
                 values.append((SUITE_ROWS[record["cell_id"]], header, float(record["value"])))
     for name, row in LMMS_ROWS.items():
@@ -96,7 +98,10 @@ def test_written_csv_and_markdown_hold_the_source_values(table: Table, fixtures:
     csv_rows = {r[table.columns[0]]: r for r in csv.DictReader(to_csv(table).splitlines())}
     md_lines = [line for line in to_markdown(table).splitlines() if line.startswith("| ")]
     md_header = [c.strip() for c in md_lines[0].strip("|").split(" | ")]
-    md_rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split(" | ")] for line in md_lines[1:])}
+    md_rows = {
+        cells[0]: cells
+        for cells in ([c.strip() for c in line.strip("|").split(" | ")] for line in md_lines[1:])
+    }
     for row, header, value in _source_values(fixtures):
         assert float(csv_rows[row][header]) == value  # full precision
         shown = md_rows[row][md_header.index(header)]
@@ -131,7 +136,10 @@ def test_quoted_rows_are_marked_and_verbatim(table: Table) -> None:
     first_quoted = table.column(table.columns[0]).index(quoted[0][0])
     assert first_quoted in table.midrules  # a rule sets the quoted rows apart from the measured ones
     latex_lines = to_latex(table).splitlines()
-    assert latex_lines[[i for i, line in enumerate(latex_lines) if "(quoted, paper)" in line][0] - 1] == r"\midrule"
+    assert (
+        latex_lines[[i for i, line in enumerate(latex_lines) if "(quoted, paper)" in line][0] - 1]
+        == r"\midrule"
+    )
 
 
 def test_chance_row(table: Table) -> None:
@@ -140,12 +148,34 @@ def test_chance_row(table: Table) -> None:
 
 
 def test_mixed_sample_counts_are_flagged(table: Table) -> None:
-    assert any(note.startswith("‡ GQA: rows scored on different sample counts (n = 100, 200, 12578)") for note in table.notes)
+    assert any(
+        note.startswith("‡ GQA: rows scored on different sample counts (n = 100, 200, 12578)")
+        for note in table.notes
+    )
 
 
 def test_mme_perception_and_cognition_apart() -> None:
     assert ScoreColumn("mme", "mme_perception_score").label == "MME-P (perception)"
     assert ScoreColumn("mme", "mme_cognition_score").label == "MME-C (cognition)"
+    assert ScoreColumn("syn_mme", "mme_cognition_score").label == "Syn. MME-C (cognition)"
+
+
+def test_column_order_and_primary_metrics(fixtures: Path) -> None:
+    """Real benchmarks in paper order, then their synthetic counterparts, then other tasks; only the
+    primary metrics of known benchmarks."""
+    results = load_results([fixtures / "suite", fixtures / "lmms_eval"])
+    synthetic = results[results["task"] == "pope"].assign(task="syn_pope", row_label="x", origin="x")
+    columns = score_columns(pd.concat([results, synthetic]), primary_only=True)
+    assert [c.label for c in columns] == [
+        "GQA",
+        "MME-P (perception)",
+        "MME-C (cognition)",
+        "POPE (F1)",
+        "POPE (acc)",
+        "Syn. POPE (F1)",
+        "Syn. POPE (acc)",
+        "syn_count (exact_match)",
+    ]
 
 
 @pytest.mark.parametrize("suffix", ["md", "tex", "csv"])
@@ -177,19 +207,29 @@ def test_ablation_grid_of_the_suite(fixtures: Path) -> None:
 def test_equal_budget_table(fixtures: Path) -> None:
     results = load_results([fixtures / "suite"])
     table = equal_budget_table(results, [ScoreColumn("gqa", "exact_match")])
-    assert table.rows == ((144, "c_abstractor", "c_abstractor", 0.6), (144, "tokenpacker", "tokenpacker (s=2)", 0.61))
+    assert table.rows == (
+        (144, "c_abstractor", "c_abstractor", 0.6),
+        (144, "tokenpacker", "tokenpacker (s=2)", 0.61),
+    )
 
 
 def test_interval_table(fixtures: Path) -> None:
     results = load_results([fixtures / "suite", fixtures / "lmms_eval"])
-    columns = [ScoreColumn("gqa", "exact_match"), ScoreColumn("mme", "mme_perception_score"), ScoreColumn("pope", "pope_f1_score")]
+    columns = [
+        ScoreColumn("gqa", "exact_match"),
+        ScoreColumn("mme", "mme_perception_score"),
+        ScoreColumn("pope", "pope_f1_score"),
+    ]
     table = interval_table(results, columns, resamples=500)
     rows = {(r[0], r[1]): r for r in table.rows}
-    label, value, n, low, high, note = rows[("mlp2x_gelu", "GQA")][0], *rows[("mlp2x_gelu", "GQA")][2:]
+    value, n, low, high, note = rows[("mlp2x_gelu", "GQA")][2:]
     assert (value, n, note) == (0.62, 100, "") and low < 0.62 < high
     assert high - low == pytest.approx(2 * 1.96 * (0.62 * 0.38 / 100) ** 0.5, abs=0.03)
     assert "not the per-sample mean" in rows[("mlp2x_gelu", "MME-P (perception)")][-1]
-    assert "not the per-sample mean" in rows[("tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]", "POPE (F1)")][-1]
+    assert (
+        "not the per-sample mean"
+        in rows[("tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]", "POPE (F1)")][-1]
+    )
     assert rows[("unknown (liuhaotian/llava-v1.5-7b)", "GQA")][-1] == "no per-sample log"
 
 

@@ -110,7 +110,7 @@ class LlavaFiles:
         """A recipe mapping that trains the tiny model (s=4) on these files in seconds."""
         stage = {
             "image_folder": str(self.image_folder),
-            "per_device_train_batch_size": 4,
+            "per_device_train_batch_size": 2,
             "max_steps": 4,
             "save_steps": 2,
             "logging_steps": 1,

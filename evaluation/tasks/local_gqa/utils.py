@@ -14,8 +14,6 @@ DATASET_FOLDER = mirror_folder("gqa", "testdev_balanced_instructions")
 IMAGES_FOLDER = mirror_folder("gqa", "testdev_balanced_images")
 
 
-
-
 def local_gqa_process_docs(dataset):
     """lmms-eval's gqa_process_docs with local images: each question gets its image's bytes; a
     question whose image is not in the image set gets a path that cannot be read (scored wrong)."""

@@ -1,7 +1,6 @@
 """Synthetic GQA: questions about relations and attributes, prompted by lmms-eval's GQA code and
 scored by lmms-eval's exact_match metric with gqa.yaml's settings."""
 
-
 from evaluation.tasks.local_data import doc_visuals, synthetic_questions_file, with_absolute_images
 from evaluation.tasks.scoring import gqa_exact_match, score_unless_unreadable
 
@@ -9,8 +8,6 @@ TASK = "syn_gqa"
 ID_FIELD = "id"
 # Resolved from TOKENPACKER_DATA_ROOT when lmms-eval loads syn_gqa.yaml (`!function utils.QUESTIONS_FILE`).
 QUESTIONS_FILE = synthetic_questions_file(TASK)
-
-
 
 
 def syn_gqa_process_docs(dataset):

@@ -1,0 +1,180 @@
+"""Both stages end to end on the tiny model: the hand-off, learning, determinism, resume, LoRA,
+DeepSpeed ZeRO-2 on the CPU, and the API's skip-what-is-done behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from tokenpacker.checkpoints import read_state_dict
+from tokenpacker.conversation import get_template
+from tokenpacker.processing import TokenPackerProcessor
+from tokenpacker.tiny import build_tiny_model, tiny_config
+from training.api import train_two_stages
+from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
+from training.recipe import RecipeError, load_recipe
+from training.stages import run_stage
+
+
+class ProjectorAtStart(TrainerCallback):
+    """Records the projector weights the Trainer starts from."""
+
+    def __init__(self) -> None:
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.weights = {f"projector.{k}": v.clone() for k, v in model.projector.state_dict().items()}
+
+
+class KillAfterSave(TrainerCallback):
+    """Simulates a job killed right after its checkpoint at `step` was written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed after checkpoint-{self.step}")
+
+
+def losses(stage_dir: Path) -> list[float]:
+    history = json.loads((stage_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def base_weights() -> dict[str, torch.Tensor]:
+    """The tiny model the test recipe starts from (s=4, seed 0)."""
+    return build_tiny_model(tiny_config("tokenpacker", 4), seed=0).state_dict()
+
+
+def test_stage1_trains_only_the_projector_and_stage2_starts_from_it(llava, tmp_path):
+    recipe = load_recipe(llava.recipe(max_steps=2))
+    stage1 = run_stage(recipe, 1, tmp_path / "stage1")
+    base, trained = base_weights(), read_state_dict(stage1 / "model.safetensors")
+    changed = {name for name, tensor in base.items() if not torch.equal(tensor, trained[name])}
+    assert changed and all(name.startswith("projector.") for name in changed)
+    handed_over = load_file(stage1 / PROJECTOR_FILE)
+    assert set(handed_over) == {name for name in trained if name.startswith("projector.")}
+    assert all(torch.equal(tensor, trained[name]) for name, tensor in handed_over.items())
+
+    start = ProjectorAtStart()
+    stage2 = run_stage(recipe, 2, tmp_path / "stage2", projector_file=stage1 / PROJECTOR_FILE, callbacks=[start])
+    assert start.weights.keys() == handed_over.keys()
+    assert all(torch.equal(start.weights[name], tensor) for name, tensor in handed_over.items())
+
+    final = read_state_dict(stage2 / "model.safetensors")
+    vision = [name for name in base if name.startswith("vision_tower.")]
+    assert all(torch.equal(final[name], base[name]) for name in vision)
+    assert not torch.equal(final["language_model.lm_head.weight"], base["language_model.lm_head.weight"])
+
+
+def test_loss_goes_down(llava, tmp_path):
+    recipe = load_recipe(llava.recipe(max_steps=10, save_steps=100, gradient_checkpointing=True))
+    run_stage(recipe, 2, tmp_path / "stage2")
+    history = losses(tmp_path / "stage2")
+    assert len(history) == 10
+    assert sum(history[-3:]) / 3 < 0.8 * sum(history[:3]) / 3
+
+
+def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
+    recipe = load_recipe(llava.recipe(max_steps=2))
+    first, second = run_stage(recipe, 1, tmp_path / "a"), run_stage(recipe, 1, tmp_path / "b")
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert load_file(first / PROJECTOR_FILE).keys() == load_file(second / PROJECTOR_FILE).keys()
+    for name, tensor in load_file(first / PROJECTOR_FILE).items():
+        assert torch.equal(tensor, load_file(second / PROJECTOR_FILE)[name])
+
+
+def test_resumed_run_equals_uninterrupted_run(llava, tmp_path):
+    recipe = load_recipe(llava.recipe(max_steps=4, save_steps=2, group_by_modality_length=True))
+    whole = run_stage(recipe, 2, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(recipe, 2, tmp_path / "resumed", callbacks=[KillAfterSave(2)])
+    assert not (tmp_path / "resumed" / "final").exists()
+    resumed = run_stage(recipe, 2, tmp_path / "resumed")
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "whole")
+    expected, actual = read_state_dict(whole / "model.safetensors"), read_state_dict(resumed / "model.safetensors")
+    assert all(torch.equal(actual[name], tensor) for name, tensor in expected.items())
+
+
+def test_api_writes_a_loadable_checkpoint_and_skips_finished_stages(llava, tmp_path):
+    recipe = llava.recipe(max_steps=1)
+    final = train_two_stages(recipe, {}, tmp_path / "run")
+    model = AutoModelForCausalLM.from_pretrained(final)
+    processor = TokenPackerProcessor.from_pretrained(final)
+    assert model.config.conversation_template == "vicuna_v1"
+    stage1_config = json.loads((tmp_path / "run" / "stage1" / "final" / "config.json").read_text())
+    assert stage1_config["conversation_template"] == "plain"
+    prompt = get_template(model.config.conversation_template).prompt("<image>\nWhat colour is the shape?")
+    batch = processor([prompt], [[Image.open(llava.image_folder / "red_square.png")]])
+    output = model.generate(**batch, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert output.shape[1] == batch["input_ids"].shape[1] + 3
+
+    written = (final / "model.safetensors").stat().st_mtime_ns
+    assert train_two_stages(recipe, {}, tmp_path / "run") == final
+    assert (final / "model.safetensors").stat().st_mtime_ns == written
+    with pytest.raises(RecipeError, match=r"different recipe \(changed: model.scale_factor\)"):
+        train_two_stages(recipe, {"scale_factor": "2"}, tmp_path / "run")
+
+
+def test_lora_stage2_writes_a_merged_plain_checkpoint(llava, tmp_path):
+    recipe = llava.recipe(max_steps=2)
+    recipe["stage2"].update(lora_r=4, lora_alpha=8)
+    final = run_stage(load_recipe(recipe), 2, tmp_path / "stage2")
+    weights = read_state_dict(final / "model.safetensors")
+    assert not any("lora" in name or "modules_to_save" in name for name in weights)
+    base = base_weights()
+    assert weights.keys() == base.keys()
+    changed = {name for name, tensor in base.items() if not torch.equal(tensor, weights[name])}
+    assert any(name.startswith("projector.") for name in changed)
+    assert any(name.startswith("language_model.model.layers.") for name in changed)  # adapters merged in
+    assert not any(name.startswith("vision_tower.") or "embed_tokens" in name for name in changed)
+    AutoModelForCausalLM.from_pretrained(final)
+
+
+def test_mismatched_projector_file_stops_stage2(llava, tmp_path):
+    other = build_tiny_model(tiny_config("tokenpacker", 2))  # the recipe's model uses scale_factor 4
+    path = save_projector_file(other.state_dict(), other.config, tmp_path / PROJECTOR_FILE)
+    with pytest.raises(ProjectorMismatchError, match=r"scale_factor 2 \(file\) vs 4 \(model\)"):
+        train_two_stages(llava.recipe(max_steps=1), {"projector_file": str(path)}, tmp_path / "run")
+
+
+DEEPSPEED_RUN = """
+import sys
+from pathlib import Path
+from training.recipe import load_recipe
+from training.stages import run_stage
+recipe = load_recipe(sys.argv[1], {"deepspeed": "zero2"})
+run_stage(recipe, 1, Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_step_on_cpu_matches_plain_trainer(llava, tmp_path):
+    """A real ZeRO-2 engine (CPU accelerator, gloo, one process) beside the plain Trainer run.
+
+    The first run on a machine compiles DeepSpeed's shared-memory op (~1.5 min, then cached)."""
+    recipe_path = tmp_path / "recipe.json"  # JSON is YAML
+    recipe_path.write_text(json.dumps(llava.recipe(max_steps=2)))
+    environment = {**os.environ, "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533",
+                   "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+    result = subprocess.run([sys.executable, "-c", DEEPSPEED_RUN, str(recipe_path), str(tmp_path / "deepspeed")],
+                            env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DeepSpeed" in result.stdout + result.stderr
+
+    run_stage(load_recipe(recipe_path), 1, tmp_path / "plain")
+    assert losses(tmp_path / "deepspeed") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5)
+    deepspeed = load_file(tmp_path / "deepspeed" / "final" / PROJECTOR_FILE)
+    plain = load_file(tmp_path / "plain" / "final" / PROJECTOR_FILE)
+    for name, tensor in plain.items():
+        torch.testing.assert_close(deepspeed[name], tensor, rtol=1e-4, atol=1e-6)
