@@ -78,11 +78,11 @@ def test_stage1_trains_only_the_projector_and_stage2_starts_from_it(llava, tmp_p
 
 
 def test_loss_goes_down(llava, tmp_path):
-    recipe = load_recipe(llava.recipe(max_steps=10, save_steps=100, gradient_checkpointing=True))
+    recipe = load_recipe(llava.recipe(max_steps=6, save_steps=100))
     run_stage(recipe, 2, tmp_path / "stage2")
     history = losses(tmp_path / "stage2")
-    assert len(history) == 10
-    assert sum(history[-3:]) / 3 < 0.8 * sum(history[:3]) / 3
+    assert len(history) == 6
+    assert sum(history[-2:]) / 2 < 0.9 * sum(history[:2]) / 2
 
 
 def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
@@ -95,10 +95,10 @@ def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
 
 
 def test_resumed_run_equals_uninterrupted_run(llava, tmp_path):
-    recipe = load_recipe(llava.recipe(max_steps=4, save_steps=2, group_by_modality_length=True))
+    recipe = load_recipe(llava.recipe(max_steps=3, save_steps=1, group_by_modality_length=True))
     whole = run_stage(recipe, 2, tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
-        run_stage(recipe, 2, tmp_path / "resumed", callbacks=[KillAfterSave(2)])
+        run_stage(recipe, 2, tmp_path / "resumed", callbacks=[KillAfterSave(1)])
     assert not (tmp_path / "resumed" / "final").exists()
     resumed = run_stage(recipe, 2, tmp_path / "resumed")
     assert losses(tmp_path / "resumed") == losses(tmp_path / "whole")
@@ -127,7 +127,7 @@ def test_api_writes_a_loadable_checkpoint_and_skips_finished_stages(llava, tmp_p
 
 
 def test_lora_stage2_writes_a_merged_plain_checkpoint(llava, tmp_path):
-    recipe = llava.recipe(max_steps=2)
+    recipe = llava.recipe(max_steps=2, gradient_checkpointing=True)
     recipe["stage2"].update(lora_r=4, lora_alpha=8)
     final = run_stage(load_recipe(recipe), 2, tmp_path / "stage2")
     weights = read_state_dict(final / "model.safetensors")
