@@ -119,7 +119,9 @@ def main() -> None:
         f"stage-2 training throughput, tiny model, batch {args.batch_size}, {args.threads} CPU threads, "
         f"median of {args.steps} steps"
     )
-    print(f"{'projector':<17}{'visual tokens':>14}{'token ratio':>13}{'seq len':>9}{'samples/s':>11}{'speed-up':>10}")
+    print(
+        f"{'projector':<17}{'visual tokens':>14}{'token ratio':>13}{'seq len':>9}{'samples/s':>11}{'speed-up':>10}"
+    )
     for variant, speed in zip(variants, speeds, strict=True):
         print(
             f"{variant.label:<17}{variant.visual_tokens:>14}{variant.visual_tokens / mlp.visual_tokens:>13.3f}"

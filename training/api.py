@@ -23,7 +23,9 @@ RECIPE_FILE = "recipe.yaml"
 
 
 def train_two_stages(
-    recipe: str | Path | Mapping, overrides: Mapping[str, object] | None = None, output_dir: Path | None = None
+    recipe: str | Path | Mapping,
+    overrides: Mapping[str, object] | None = None,
+    output_dir: Path | None = None,
 ) -> Path:
     """Stage 1 then stage 2; returns the final stage-2 checkpoint folder (loadable with
     AutoModelForCausalLM.from_pretrained and TokenPackerProcessor.from_pretrained).
@@ -52,7 +54,9 @@ def claim_output_dir(recipe: Recipe, folder: Path) -> None:
     if path.is_file():
         previous = flatten(yaml.safe_load(path.read_text()) or {})
         current = flatten(wanted)
-        changed = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
+        changed = sorted(
+            key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key)
+        )
         if changed:
             raise RecipeError(
                 f"{folder} already holds a run with a different recipe (changed: {', '.join(changed)}); "

@@ -19,8 +19,12 @@ class MultimodalCollator:
     pad_token_id: int
 
     def __call__(self, items: Sequence[dict[str, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
-        input_ids = pad_sequence([item["input_ids"] for item in items], batch_first=True, padding_value=self.pad_token_id)
-        labels = pad_sequence([item["labels"] for item in items], batch_first=True, padding_value=IGNORE_INDEX)
+        input_ids = pad_sequence(
+            [item["input_ids"] for item in items], batch_first=True, padding_value=self.pad_token_id
+        )
+        labels = pad_sequence(
+            [item["labels"] for item in items], batch_first=True, padding_value=IGNORE_INDEX
+        )
         lengths = torch.tensor([len(item["input_ids"]) for item in items])
         attention_mask = (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

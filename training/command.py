@@ -22,10 +22,13 @@ def type_name(annotation: object) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="recipe YAML, e.g. training/recipes/tiny.yaml")
     overrides = parser.add_argument_group(
-        "recipe overrides", "any recipe field; a bare stage field sets both stages, stage1.KEY / stage2.KEY one"
+        "recipe overrides",
+        "any recipe field; a bare stage field sets both stages, stage1.KEY / stage2.KEY one",
     )
     for key, annotation in overridable_keys().items():
-        overrides.add_argument(f"--{key}", dest=key, default=argparse.SUPPRESS, metavar=type_name(annotation).upper())
+        overrides.add_argument(
+            f"--{key}", dest=key, default=argparse.SUPPRESS, metavar=type_name(annotation).upper()
+        )
 
 
 def run(args: argparse.Namespace) -> int:

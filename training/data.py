@@ -54,7 +54,9 @@ def read_llava_json(path: str | Path) -> list[LlavaSample]:
     """Parse and validate a LLaVA JSON file; every problem names the sample and how to fix it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training data file {path} does not exist; set data_path to a LLaVA JSON file")
+        raise FileNotFoundError(
+            f"training data file {path} does not exist; set data_path to a LLaVA JSON file"
+        )
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -69,12 +71,16 @@ def read_llava_json(path: str | Path) -> list[LlavaSample]:
 def parse_sample(record: object, index: int, path: Path) -> LlavaSample:
     where = f"{path}: sample {index}"
     if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
-        raise DataError(f"{where} has no 'conversations' list; each sample needs 'conversations' (and 'image')")
+        raise DataError(
+            f"{where} has no 'conversations' list; each sample needs 'conversations' (and 'image')"
+        )
     where = f"{path}: sample {index} (id {record.get('id', index)!r})"
     turns = []
     for turn in record["conversations"]:
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str) or "from" not in turn:
-            raise DataError(f"{where} has a turn {turn!r}; each turn needs 'from' (human/gpt) and a string 'value'")
+            raise DataError(
+                f"{where} has a turn {turn!r}; each turn needs 'from' (human/gpt) and a string 'value'"
+            )
         turns.append((turn["from"], turn["value"]))
     if not turns:
         raise DataError(f"{where} has an empty conversation")
@@ -115,7 +121,10 @@ def encode_conversation(
         input_ids += ids
         labels += ids if segment.trainable else [IGNORE_INDEX] * len(ids)
     placeholder = processor.config.image_token_id
-    labels = [IGNORE_INDEX if token == placeholder else label for token, label in zip(input_ids, labels, strict=True)]
+    labels = [
+        IGNORE_INDEX if token == placeholder else label
+        for token, label in zip(input_ids, labels, strict=True)
+    ]
     return EncodedConversation(input_ids=input_ids, labels=labels)
 
 
@@ -127,7 +136,9 @@ def truncate(
     if len(encoded.input_ids) <= max_length:
         return encoded, len(images)
     placeholder_positions = [i for i, token in enumerate(encoded.input_ids) if token == image_token_id]
-    first_placeholder = list(accumulate((image.token_ids.count(image_token_id) for image in images), initial=0))
+    first_placeholder = list(
+        accumulate((image.token_ids.count(image_token_id) for image in images), initial=0)
+    )
     cut, kept = max_length, len(images)
     for index, image in enumerate(images):
         start = placeholder_positions[first_placeholder[index]]
@@ -190,7 +201,9 @@ class LlavaDataset(torch.utils.data.Dataset):
 
     def image_path(self, name: str) -> Path:
         if self.image_folder is None:
-            raise DataError(f"samples name images (e.g. {name!r}) but no image_folder was given; set image_folder")
+            raise DataError(
+                f"samples name images (e.g. {name!r}) but no image_folder was given; set image_folder"
+            )
         return self.image_folder / name
 
     def open_image(self, name: str) -> Image.Image:
@@ -221,8 +234,12 @@ class LlavaDataset(torch.utils.data.Dataset):
                     missing.append(str(path))
                 elif self.processor.config.is_hd:
                     with Image.open(path) as image:
-                        rows, cols = select_grid(image.height, image.width, self.processor.config.patch_num,
-                                                 self.processor.image_size)
+                        rows, cols = select_grid(
+                            image.height,
+                            image.width,
+                            self.processor.config.patch_num,
+                            self.processor.image_size,
+                        )
                     total += tokens_for_grid(rows, cols, per_crop)
                 else:
                     total += per_crop
@@ -244,7 +261,9 @@ class LlavaDataset(torch.utils.data.Dataset):
                     owners.append(index)
         lengths = [len(self.processor.tokenize("", []))] * len(self.samples)
         tokenizer = self.processor.tokenizer
-        for start in tqdm(range(0, len(pieces), TOKENIZE_CHUNK), desc="measuring token lengths", disable=None):
+        for start in tqdm(
+            range(0, len(pieces), TOKENIZE_CHUNK), desc="measuring token lengths", disable=None
+        ):
             chunk = pieces[start : start + TOKENIZE_CHUNK]
             encoded = tokenizer(chunk, add_special_tokens=False)["input_ids"]
             for owner, ids in zip(owners[start : start + TOKENIZE_CHUNK], encoded, strict=True):

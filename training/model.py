@@ -37,8 +37,12 @@ def build_pretrained(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, Token
     so a 7B model is never randomly initialised just to be overwritten.
     """
     dtype = getattr(torch, recipe.dtype)
-    attention = recipe.attn_implementation or default_attn_implementation("cuda" if torch.cuda.is_available() else "cpu")
-    language_model = AutoModelForCausalLM.from_pretrained(recipe.language_model, dtype=dtype, attn_implementation=attention)
+    attention = recipe.attn_implementation or default_attn_implementation(
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    language_model = AutoModelForCausalLM.from_pretrained(
+        recipe.language_model, dtype=dtype, attn_implementation=attention
+    )
     clip = CLIPVisionModel.from_pretrained(recipe.vision_tower, dtype=dtype)
     config = TokenPackerConfig(
         vision_config=clip.config.to_dict(),
@@ -59,7 +63,9 @@ def build_pretrained(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, Token
     tokenizer = AutoTokenizer.from_pretrained(recipe.language_model)
     if tokenizer.pad_token is None:  # LLaMA/Vicuna ship none; LLaVA pads with unk
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    processor = TokenPackerProcessor(tokenizer, AutoImageProcessor.from_pretrained(recipe.vision_tower), config)
+    processor = TokenPackerProcessor(
+        tokenizer, AutoImageProcessor.from_pretrained(recipe.vision_tower), config
+    )
     return model, processor
 
 

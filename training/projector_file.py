@@ -68,7 +68,9 @@ def load_projector_file(model: TokenPackerForCausalLM, path: str | Path) -> None
         )
     foreign = sorted(k for k in weights if not k.startswith(PROJECTOR_PREFIX))
     if foreign:
-        raise ProjectorMismatchError(f"projector file {path} holds non-projector keys, e.g. {', '.join(foreign[:3])}")
+        raise ProjectorMismatchError(
+            f"projector file {path} holds non-projector keys, e.g. {', '.join(foreign[:3])}"
+        )
     state = {k.removeprefix(PROJECTOR_PREFIX): v for k, v in weights.items()}
     try:
         load_strict(model.projector, state, f"projector file {path}")

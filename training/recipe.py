@@ -46,11 +46,15 @@ class ModelRecipe:
     language_model: str | None = None
     multi_level_layers: list[int] | None = None  # pretrained only; None: the paper's [12, 16, 22, 23]
     dtype: str = "float32"
-    attn_implementation: str | None = None  # pretrained only; None: flash_attention_2 on CUDA if installed, else sdpa
+    attn_implementation: str | None = (
+        None  # pretrained only; None: flash_attention_2 on CUDA if installed, else sdpa
+    )
 
     def __post_init__(self) -> None:
         if self.source not in MODEL_SOURCES:
-            raise RecipeError(f"model.source={self.source!r} is not supported; allowed: {', '.join(MODEL_SOURCES)}")
+            raise RecipeError(
+                f"model.source={self.source!r} is not supported; allowed: {', '.join(MODEL_SOURCES)}"
+            )
         if self.dtype not in DTYPES:
             raise RecipeError(f"model.dtype={self.dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
         if self.source == "pretrained" and not (self.vision_tower and self.language_model):
@@ -99,7 +103,9 @@ class StageRecipe:
 @dataclass(frozen=True)
 class Recipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
-    stage1: StageRecipe = field(default_factory=lambda: StageRecipe(conversation_template="plain", learning_rate=1e-3))
+    stage1: StageRecipe = field(
+        default_factory=lambda: StageRecipe(conversation_template="plain", learning_rate=1e-3)
+    )
     stage2: StageRecipe = field(default_factory=StageRecipe)
     output_dir: str | None = None
     data_root: str | None = None  # relative data_path / image_folder values are read from here
@@ -244,7 +250,9 @@ def load_recipe(recipe: str | Path | Mapping, overrides: Mapping[str, object] | 
     data = dict(recipe) if isinstance(recipe, Mapping) else read_recipe_file(recipe)
     unknown = sorted(set(data) - set(field_types(Recipe)))
     if unknown:
-        raise RecipeError(f"unknown recipe section(s) {', '.join(unknown)}; allowed: {', '.join(field_types(Recipe))}")
+        raise RecipeError(
+            f"unknown recipe section(s) {', '.join(unknown)}; allowed: {', '.join(field_types(Recipe))}"
+        )
     extra = nested_overrides(overrides or {})
     sections = {}
     for name, cls in (("model", ModelRecipe), ("stage1", StageRecipe), ("stage2", StageRecipe)):
@@ -253,4 +261,3 @@ def load_recipe(recipe: str | Path | Mapping, overrides: Mapping[str, object] | 
     top_types = field_types(Recipe)
     top = {k: coerce(k, v, top_types[k]) for k, v in {**data, **extra[""]}.items() if k not in sections}
     return Recipe(**sections, **top)
-

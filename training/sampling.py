@@ -36,7 +36,9 @@ class ModalityLengthGroupedSampler(Sampler[int]):
 
     def __init__(self, lengths: Sequence[int], has_image: Sequence[bool], group_size: int, seed: int) -> None:
         if len(lengths) != len(has_image):
-            raise ValueError(f"{len(lengths)} lengths but {len(has_image)} modality flags; give one of each per sample")
+            raise ValueError(
+                f"{len(lengths)} lengths but {len(has_image)} modality flags; give one of each per sample"
+            )
         self.lengths = list(lengths)
         self.has_image = list(has_image)
         self.group_size = group_size

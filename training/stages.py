@@ -45,7 +45,9 @@ class MultimodalTrainer(Trainer):
         if not self.group_by_modality_length:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        global_batch = self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps
+        global_batch = (
+            self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps
+        )
         return ModalityLengthGroupedSampler(dataset.lengths, dataset.has_image, global_batch, self.args.seed)
 
 
@@ -93,7 +95,9 @@ def training_arguments(settings: StageRecipe, output_dir: Path) -> TrainingArgum
 
 def check_stage_data(settings: StageRecipe, stage: int) -> None:
     if not settings.data_path:
-        raise RecipeError(f"stage{stage}.data_path is not set; give --stage{stage}.data_path PATH to a LLaVA JSON file")
+        raise RecipeError(
+            f"stage{stage}.data_path is not set; give --stage{stage}.data_path PATH to a LLaVA JSON file"
+        )
 
 
 def run_stage(

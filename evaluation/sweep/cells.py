@@ -151,27 +151,20 @@ def _run_stage(
 
 def _checkpoint(cell: CellConfig, state: CellState, folder: Path) -> Path:
     """The model a stage after training reads: the given checkpoint, or what the train stage returned."""
-    return Path(str(cell.checkpoint)) if not cell.trains else _absolute(state.stages["train"].output, folder)
+    return Path(str(cell.checkpoint)) if not cell.trains else folder / state.stages["train"].output
 
 
 def _relative(path: Path, folder: Path) -> str:
-    path = Path(path).resolve()
-    return (
-        path.relative_to(folder.resolve()).as_posix() if path.is_relative_to(folder.resolve()) else str(path)
-    )
-
-
-def _absolute(path: str | None, folder: Path) -> Path:
-    return folder / str(path)
+    """A stage output as stored: relative to the cell folder when inside it, so the sweep folder can move."""
+    path, folder = Path(path).resolve(), folder.resolve()
+    return path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
 
 
 def _finish(cell: CellConfig, state: CellState, folder: Path, out_dir: Path) -> CellState:
     """Build and save the records, then mark the cell ok (in that order)."""
-    rows = lmms_metric_rows(
-        find_lmms_results(_absolute(state.stages["evaluate"].output, folder)), Path(out_dir)
-    )
+    rows = lmms_metric_rows(find_lmms_results(folder / state.stages["evaluate"].output), Path(out_dir))
     if "efficiency" in state.stages:
-        rows += efficiency_rows(read_json(_absolute(state.stages["efficiency"].output, folder)))
+        rows += efficiency_rows(read_json(folder / state.stages["efficiency"].output))
     done = dataclasses.replace(state, status="ok", finished_at=now_iso())
     timings = stage_timings(done) | {"cell_s": round(sum(s.seconds for s in done.stages.values()), 3)}
     write_cell_records(folder, cell_records(cell, rows, done, timings))

@@ -55,10 +55,11 @@ class LocalLauncher:
 
 @dataclass(frozen=True)
 class SubmititLauncher:
-    """Each cell as its own submitit job; waits for all of them.
+    """Each cell as its own submitit job (a Slurm job array); waits for all of them.
 
-    `cluster` is submitit's: "slurm" on a cluster; "local" (a subprocess per job) or "debug" (in this
-    process) run the very same jobs on this machine, which is how the launcher is tested offline.
+    The sweep folder must be on a file system the nodes share: jobs write their cells' state there.
+    `cluster` is submitit's: "slurm" on a cluster; "local" (all jobs at once, a subprocess each) or
+    "debug" (in this process) run the very same jobs on this machine, which is how it is tested offline.
     """
 
     slurm: SlurmOptions
@@ -73,7 +74,7 @@ class SubmititLauncher:
         stages: Stages,
         progress: bool,
     ) -> list[CellRun]:
-        import submitit
+        import submitit  # an optional dependency (the `eval` extra), needed only here
 
         if not cells:
             return []

@@ -117,7 +117,7 @@ def lmms_metric_rows(results_file: Path, out_dir: Path) -> list[dict[str, Any]]:
                     "value": float(value),
                     "stderr": float(stderr) if _is_number(stderr) else None,
                     "n_samples": n_samples if isinstance(n_samples, int) else None,
-                    "samples_path": samples.relative_to(out_dir).as_posix() if samples.is_file() else None,
+                    "samples_path": _relative_to(samples, out_dir) if samples.is_file() else None,
                 }
             )
     if not rows:
@@ -125,6 +125,10 @@ def lmms_metric_rows(results_file: Path, out_dir: Path) -> list[dict[str, Any]]:
             f"{results_file}: lmms-eval reported no numeric metric for tasks {list(payload['results'])}"
         )
     return rows
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    return path.resolve().relative_to(Path(folder).resolve()).as_posix()
 
 
 def efficiency_rows(measured: Mapping[str, float]) -> list[dict[str, Any]]:

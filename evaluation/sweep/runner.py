@@ -78,11 +78,7 @@ def run_sweep(
     """
     out_dir = Path(out_dir)
     selected = select_cells(spec, only)
-    for cell in spec.cells:
-        try:
-            stages.check_cell(cell)
-        except ValueError as exc:
-            raise SweepSpecError(f"sweep spec {spec.source}: cell {cell.cell_id}: {exc}") from None
+    check_cells(spec, stages)
     with sweep_lock(out_dir):
         _save_spec_copy(spec, out_dir)
         pending = pending_cells(selected, out_dir)
@@ -94,25 +90,39 @@ def run_sweep(
         for run in runs:
             for stage, seconds in run.seconds.items():
                 this_run[STAGE_TIMING_KEYS[stage]] += seconds
-        recorded_generation = _recorded_world_seconds(out_dir / WORLD_FOLDER)
-        results = collect_results(out_dir, spec.cells, {"generation_s": recorded_generation})
-        page, report_error, report_seconds = None, None, None
-        if not results.empty:
-            write_results_table(results, out_dir)
-            if spec.report is not None:
-                page, report_error, report_seconds, built = _report(results, out_dir, spec, stages)
-                this_run["report_s"] = report_seconds if built else 0.0
-            if report_seconds is not None:
-                results = collect_results(
-                    out_dir,
-                    spec.cells,
-                    {"generation_s": recorded_generation, "report_s": round(report_seconds, 3)},
-                )
-                write_results_table(results, out_dir)
-    failed = (
-        tuple(sorted(set(results.loc[results["status"] == "failed", "cell_id"]))) if not results.empty else ()
-    )
-    return SweepOutcome(out_dir, results, runs, failed, page, report_error, this_run)
+        results, page, report_error, this_run["report_s"] = collect_and_report(spec, out_dir, stages)
+    failed = sorted(set(results.loc[results["status"] == "failed", "cell_id"])) if not results.empty else []
+    return SweepOutcome(out_dir, results, runs, tuple(failed), page, report_error, this_run)
+
+
+def check_cells(spec: SweepSpec, stages: Stages) -> None:
+    """Every cell against the stages' own checks, before any cell runs; the error names the cell."""
+    for cell in spec.cells:
+        try:
+            stages.check_cell(cell)
+        except ValueError as exc:
+            raise SweepSpecError(f"sweep spec {spec.source}: cell {cell.cell_id}: {exc}") from None
+
+
+def collect_and_report(
+    spec: SweepSpec, out_dir: Path, stages: Stages
+) -> tuple[pd.DataFrame, Path | None, str | None, float]:
+    """Write the results table, then the report from it, then the table again with the report's time.
+
+    Returns (results, report page, report error, seconds spent on the report now).
+    """
+    timings = {"generation_s": _recorded_world_seconds(out_dir / WORLD_FOLDER)}
+    results = collect_results(out_dir, spec.cells, timings)
+    if results.empty:
+        return results, None, None, 0.0
+    write_results_table(results, out_dir)
+    if spec.report is None:
+        return results, None, None, 0.0
+    report = _report(results, out_dir, spec, stages)
+    if report.seconds is not None:
+        results = collect_results(out_dir, spec.cells, timings | {"report_s": round(report.seconds, 3)})
+        write_results_table(results, out_dir)
+    return results, report.page, report.error, report.seconds if report.built_now else 0.0
 
 
 @contextmanager
@@ -162,30 +172,33 @@ def _recorded_world_seconds(folder: Path) -> float:
     return float(read_json(state_file)["seconds"]) if state_file.is_file() else 0.0
 
 
-def _report(
-    results: pd.DataFrame, out_dir: Path, spec: SweepSpec, stages: Stages
-) -> tuple[Path | None, str | None, float | None, bool]:
-    """(page, error, seconds, built now): the report is rebuilt only when the table changed since the last one."""
+@dataclass(frozen=True)
+class ReportRun:
+    page: Path | None
+    error: str | None
+    seconds: float | None  # time the page took when it was built (None: no page)
+    built_now: bool
+
+
+def _report(results: pd.DataFrame, out_dir: Path, spec: SweepSpec, stages: Stages) -> ReportRun:
+    """The report page, rebuilt only when the table (or the report options) changed since the last one."""
     key = fingerprint([results.to_csv(index=False), asdict(spec.report)])
     state_file = out_dir / REPORT_STATE
     if state_file.is_file():
         state = read_json(state_file)
-        page = Path(state["page"])
-        if state["fingerprint"] == key and page.is_file():
-            return page, None, float(state["seconds"]), False
+        if state["fingerprint"] == key and Path(state["page"]).is_file():
+            return ReportRun(Path(state["page"]), None, float(state["seconds"]), built_now=False)
     start = time.perf_counter()
     try:
         page = Path(stages.report(out_dir, out_dir / REPORT_FOLDER, spec.report))
     except Exception as exc:  # the results stay valid without a report; say why it is missing
-        return None, " ".join(f"{type(exc).__name__}: {exc}".split()), None, False
+        return ReportRun(None, " ".join(f"{type(exc).__name__}: {exc}".split()), None, built_now=False)
     seconds = time.perf_counter() - start
-    write_json(
-        state_file,
-        {
-            "fingerprint": key,
-            "seconds": round(seconds, 3),
-            "page": str(page.resolve()),
-            "built_at": now_iso(),
-        },
-    )
-    return page, None, seconds, True
+    state = {
+        "fingerprint": key,
+        "seconds": round(seconds, 3),
+        "page": str(page.resolve()),
+        "built_at": now_iso(),
+    }
+    write_json(state_file, state)
+    return ReportRun(page, None, seconds, built_now=True)

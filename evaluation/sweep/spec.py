@@ -6,7 +6,7 @@ own value wins). Every cell is checked before any cell runs, and an error names 
     name: tiny
     recipe: tiny                  # training recipe (training/recipes/NAME.yaml, or a path) for cells that train
     recipe_overrides: {stage2.max_steps: 200}     # recipe keys set for every training cell
-    world: {preset: default, seed: 0}
+    world: {preset: default, seed: 0}   # the synthetic world (null: none, e.g. for real benchmarks)
     tasks: [syn_all]
     axes: {seed: 0}
     groups:
@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from evaluation.synthetic.world import check_preset
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, check_scale_factor
 
@@ -43,7 +44,6 @@ BUILTIN_SPECS_PACKAGE = "evaluation.sweeps"
 DEFAULT_SPEC = "tiny"
 # Patch grid of the CLIP ViT-L/14-336 tower and of the tiny tower, which copies it (DESIGN 1.1).
 VISION_GRID = 24
-WORLD_PRESETS = ("default", "smoke")
 
 IDENTITY_AXES = ("projector", "scale_factor", "patch_num", "seed", "checkpoint")
 MODEL_PREFIX, RECIPE_PREFIX = "model.", "recipe."
@@ -80,8 +80,7 @@ class WorldSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.preset not in WORLD_PRESETS:
-            raise ValueError(f"world preset {self.preset!r} is unknown; allowed: {', '.join(WORLD_PRESETS)}")
+        check_preset(self.preset)
         check_count("world seed", self.seed, minimum=0)
 
 
@@ -177,7 +176,22 @@ class CellConfig:
 
 
 @dataclass(frozen=True)
+class SharedOptions:
+    """The spec's sweep-wide settings that every cell carries."""
+
+    source: Path
+    recipe: str | None
+    recipe_overrides: Mapping[str, Any]
+    tasks: tuple[str, ...]
+    evaluation: EvaluationOptions
+    efficiency: Mapping[str, Any] | None
+    world: WorldSpec | None
+
+
+@dataclass(frozen=True)
 class SweepSpec:
+    """A parsed spec: its sweep-wide options and the expanded, validated cells in spec order."""
+
     name: str
     source: Path
     description: str
@@ -245,41 +259,33 @@ def parse_spec(raw: Any, source: Path) -> SweepSpec:
     world = _options(WorldSpec, raw.get("world", {}), f"{where}: world")
     tasks = _tasks(raw.get("tasks"), where)
     evaluation = _options(EvaluationOptions, raw.get("evaluation", {}), f"{where}: evaluation")
-    efficiency = raw.get("efficiency", {})
-    if efficiency is False:
-        efficiency = None
-    elif efficiency is True:
-        efficiency = {}
-    elif not isinstance(efficiency, dict):
-        raise SweepSpecError(
-            f"{where}: efficiency must be true, false or a mapping of probe options, not {efficiency!r}"
-        )
+    efficiency = _efficiency(raw.get("efficiency", {}), where)
     report = _options(ReportOptions, raw.get("report", {}), f"{where}: report")
     slurm = _options(SlurmOptions, raw.get("slurm", {}), f"{where}: slurm") or SlurmOptions()
     recipe = _recipe(raw.get("recipe"), source)
     recipe_overrides = raw.get("recipe_overrides") or {}
     if not isinstance(recipe_overrides, dict):
         raise SweepSpecError(
-            f"{where}: recipe_overrides must be a mapping of recipe keys to values, e.g. {{stage1.max_steps: 50}}"
+            f"{where}: recipe_overrides must map recipe keys to values, e.g. {{stage1.max_steps: 50}}"
         )
     shared = _axes(raw.get("axes", {}), f"{where}: axes")
     groups = raw.get("groups") or [{}]
     if not isinstance(groups, list):
         raise SweepSpecError(f"{where}: groups must be a list of axis mappings")
-    context = {
-        "recipe": recipe,
-        "recipe_overrides": recipe_overrides,
-        "tasks": tasks,
-        "evaluation": evaluation,
-        "efficiency": efficiency,
-        "world": world,
-        "source": source,
-    }
+    shared_options = SharedOptions(
+        source=source,
+        recipe=recipe,
+        recipe_overrides=recipe_overrides,
+        tasks=tasks,
+        evaluation=evaluation or EvaluationOptions(),
+        efficiency=efficiency,
+        world=world,
+    )
     cells: list[CellConfig] = []
     for index, group in enumerate(groups):
         own = _axes(group, f"{where}: groups[{index}]")
         axes = own | {name: values for name, values in shared.items() if name not in own}
-        cells.extend(build_cell(values, context) for values in expand_axes(axes))
+        cells.extend(build_cell(values, shared_options) for values in expand_axes(axes))
     _check_unique(cells, where)
     return SweepSpec(
         name=str(raw.get("name") or source.stem),
@@ -303,6 +309,19 @@ def _recipe(raw: Any, source: Path) -> str | None:
         )
     if raw.endswith((".yaml", ".yml")) and not Path(raw).is_absolute():
         return str((source.parent / raw).resolve())
+    return raw
+
+
+def _efficiency(raw: Any, where: str) -> dict[str, Any] | None:
+    """Keyword arguments of the efficiency probe; `true` measures with its defaults, `false` not at all."""
+    if raw is False or raw is None:
+        return None
+    if raw is True:
+        return {}
+    if not isinstance(raw, dict):
+        raise SweepSpecError(
+            f"{where}: efficiency must be true, false or a mapping of probe options, not {raw!r}"
+        )
     return raw
 
 
@@ -383,17 +402,16 @@ def cell_id_for(values: Mapping[str, Any], checkpoint_name: str | None = None) -
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
 
 
-def build_cell(values: dict[str, Any], context: Mapping[str, Any]) -> CellConfig:
+def build_cell(values: dict[str, Any], shared: SharedOptions) -> CellConfig:
     """One validated cell; every error names the cell."""
-    values = dict(values)
     checkpoint = values.get("checkpoint")
     if checkpoint is not None:
-        values = _checkpoint_values(values, context["source"])
+        values = _checkpoint_values(values, shared.source)
     cell_id = cell_id_for(values, Path(str(checkpoint)).name if checkpoint is not None else None)
     try:
-        return _validated_cell(cell_id, values, context)
+        return _validated_cell(cell_id, values, shared)
     except (ValueError, TypeError) as exc:
-        raise SweepSpecError(f"sweep spec {context['source']}: cell {cell_id}: {exc}") from None
+        raise SweepSpecError(f"sweep spec {shared.source}: cell {cell_id}: {exc}") from None
 
 
 def _checkpoint_values(values: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -424,7 +442,7 @@ def _checkpoint_values(values: dict[str, Any], source: Path) -> dict[str, Any]:
     }
 
 
-def _validated_cell(cell_id: str, values: dict[str, Any], context: Mapping[str, Any]) -> CellConfig:
+def _validated_cell(cell_id: str, values: dict[str, Any], shared: SharedOptions) -> CellConfig:
     if "projector" not in values:
         raise ValueError("no projector; give the projector axis (or a checkpoint)")
     projector = values["projector"]
@@ -448,29 +466,28 @@ def _validated_cell(cell_id: str, values: dict[str, Any], context: Mapping[str, 
     seed = values.get("seed", 0)
     check_count("seed", seed, minimum=0)
     checkpoint = values.get("checkpoint")
-    if checkpoint is None and not context["recipe"]:
+    trains = checkpoint is None
+    if trains and not shared.recipe:
         raise ValueError(
             "this cell trains, so the spec needs a recipe (e.g. recipe: tiny), or give a checkpoint"
         )
+    axis_overrides = {
+        name[len(RECIPE_PREFIX) :]: v for name, v in values.items() if name.startswith(RECIPE_PREFIX)
+    }
     return CellConfig(
         cell_id=cell_id,
         projector=projector,
         scale_factor=scale_factor,
         patch_num=patch_num,
         seed=seed,
-        checkpoint=None if checkpoint is None else str(Path(str(checkpoint)).resolve()),
+        checkpoint=None if trains else str(Path(str(checkpoint)).resolve()),
         model={name[len(MODEL_PREFIX) :]: v for name, v in values.items() if name.startswith(MODEL_PREFIX)},
-        recipe=context["recipe"] if checkpoint is None else None,
-        recipe_overrides={}
-        if checkpoint is not None
-        else {
-            **context["recipe_overrides"],
-            **{name[len(RECIPE_PREFIX) :]: v for name, v in values.items() if name.startswith(RECIPE_PREFIX)},
-        },
-        tasks=context["tasks"],
-        evaluation=context["evaluation"] or EvaluationOptions(),
-        efficiency=context["efficiency"],
-        world=context["world"],
+        recipe=shared.recipe if trains else None,
+        recipe_overrides={**shared.recipe_overrides, **axis_overrides} if trains else {},
+        tasks=shared.tasks,
+        evaluation=shared.evaluation,
+        efficiency=shared.efficiency,
+        world=shared.world,
     )
 
 

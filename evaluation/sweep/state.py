@@ -39,7 +39,7 @@ class StageState:
 
     fingerprint: str
     seconds: float
-    output: str | None  # path relative to the cell folder (or absolute, outside it)
+    output: str  # what the stage made: a path relative to the cell folder (absolute when outside it)
     finished_at: str
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from evaluation.synthetic.world import MANIFEST, PRESETS, build_world, world_key
-from evaluation.tasks import DATA_ROOT_ENV
+from evaluation.tasks import DATA_ROOT_ENV, SYNTHETIC_GROUP, TASKS_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     for task, summary in manifest["eval"].items():
         print(f"{task:<12} {summary['questions']} questions on {summary['images']} images")
     print(
-        f"evaluate with: {DATA_ROOT_ENV}={world.eval_root} lmms-eval --include_path evaluation/tasks --tasks syn_all ..."
+        f"evaluate with: {DATA_ROOT_ENV}={world.eval_root} "
+        f"lmms-eval --include_path {TASKS_DIR} --tasks {SYNTHETIC_GROUP} --model tokenpacker ..."
     )
     return 0

@@ -115,7 +115,8 @@ def pope_rows(items: list[dict], image: str, image_id: str, question_id: int) ->
 
 
 def rows(kind: Kind, scene: Scene, items: list[dict], image: str, image_id: str, serial: int) -> list[dict]:
-    """The benchmark rows of one drawn item group; `serial` numbers questions within the task."""
+    """The benchmark rows of one drawn item group. `serial` (the number of rows before them) makes
+    question ids and MMBench indices unique within the task."""
     if kind.task == "syn_mme":
         return mme_rows(kind.name, items, image, image_id)
     if kind.task == "syn_textvqa":
@@ -144,9 +145,10 @@ def prompt(task: str, row: dict) -> str:
 
 
 def answer(task: str, row: dict) -> str:
-    """The reply a model is trained to give to `prompt(task, row)`."""
+    """The reply a model is trained to give to `prompt(task, row)`; yes/no always as "Yes"/"No"
+    (every scorer here ignores case), so the tiny model learns one spelling."""
     if task == "syn_textvqa":
-        return Counter(row["answers"]).most_common(1)[0][0]
-    if task == "syn_pope":
-        return row["answer"].capitalize()
-    return row["answer"]
+        reply = Counter(row["answers"]).most_common(1)[0][0]
+    else:
+        reply = row["answer"]
+    return reply.capitalize() if reply.lower() in ("yes", "no") else reply

@@ -39,6 +39,7 @@ SIDE_MARGIN = 0.1  # of the image side: how far from the midline an object must 
 ANSWER_NOISE = 0.1  # chance that one of TextVQA's ten annotators disagrees
 MAX_NOISY_ANSWERS = 3  # so the drawn text always keeps a clear majority of the ten answers
 SCENE_TRIES = 200
+MAX_SHAPES = 4  # the most shapes any recipe draws
 
 Recipe = Callable[[np.random.Generator], dict]
 Ask = Callable[[Scene, np.random.Generator], "list[dict] | None"]
@@ -51,7 +52,6 @@ class Kind:
     recipe: Recipe  # keyword arguments for sample_scene (minus rng and canvas)
     ask: Ask
     answers: int  # how many answers the kind admits: a uniform guess is right with 1 / answers
-    fine: bool = False  # needs reading text, i.e. fine visual detail
 
 
 def draw_scene(kind: Kind, rng: np.random.Generator) -> tuple[Scene, list[dict]]:
@@ -185,10 +185,10 @@ def _mme_existence(scene, rng):
 
 
 def _mme_count(scene, rng):
+    """The wrong count is uniform over the other possible counts, so a number alone never tells the answer."""
     n = len(scene.shapes)
-    wrong = n + 1 if n == 1 or rng.random() < 0.5 else n - 1
     q = "Is the number of shapes in the image {}?"
-    return _mme_pair(q.format(n), q.format(wrong))
+    return _mme_pair(q.format(n), q.format(_other(rng, range(1, MAX_SHAPES + 1), n)))
 
 
 def _mme_position(scene, rng):
@@ -515,25 +515,16 @@ def _pope(scene, rng):
 N_READABLE = len(WORDS) + len(NUMBERS) + len(LETTERS)
 
 KINDS: tuple[Kind, ...] = (
-    Kind("syn_mme", "existence", _shapes(1, 4), _mme_existence, 2),
-    Kind("syn_mme", "count", _shapes(1, 4), _mme_count, 2),
+    Kind("syn_mme", "existence", _shapes(1, MAX_SHAPES), _mme_existence, 2),
+    Kind("syn_mme", "count", _shapes(1, MAX_SHAPES), _mme_count, 2),
     Kind("syn_mme", "position", _shapes(2, 3), _mme_position, 2),
     Kind("syn_mme", "color", _shapes(1, 3), _mme_color, 2),
-    Kind("syn_mme", "OCR", _shapes(0, 2, ("word",)), _mme_ocr, 2, fine=True),
-    Kind(
-        "syn_mme", "numerical_calculation", _shapes(0, 2, ("sum",)), _mme_numerical_calculation, 2, fine=True
-    ),
-    Kind("syn_textvqa", "read", _texts(1), _textvqa_read, N_READABLE, fine=True),
-    Kind("syn_textvqa", "read_word", _texts(2, "word"), _textvqa_read_kind("word"), len(WORDS), fine=True),
-    Kind(
-        "syn_textvqa",
-        "read_number",
-        _texts(2, "number"),
-        _textvqa_read_kind("number"),
-        len(NUMBERS),
-        fine=True,
-    ),
-    Kind("syn_textvqa", "read_color", _texts(2), _textvqa_read_color, N_READABLE, fine=True),
+    Kind("syn_mme", "OCR", _shapes(0, 2, ("word",)), _mme_ocr, 2),
+    Kind("syn_mme", "numerical_calculation", _shapes(0, 2, ("sum",)), _mme_numerical_calculation, 2),
+    Kind("syn_textvqa", "read", _texts(1), _textvqa_read, N_READABLE),
+    Kind("syn_textvqa", "read_word", _texts(2, "word"), _textvqa_read_kind("word"), len(WORDS)),
+    Kind("syn_textvqa", "read_number", _texts(2, "number"), _textvqa_read_kind("number"), len(NUMBERS)),
+    Kind("syn_textvqa", "read_color", _texts(2), _textvqa_read_color, N_READABLE),
     Kind("syn_gqa", "relateColor", _shapes(2, 4), _gqa_relate("color"), len(COLOR_NAMES)),
     Kind("syn_gqa", "relateShape", _shapes(2, 4), _gqa_relate("shape"), len(SHAPES)),
     Kind("syn_gqa", "relVerify", _shapes(2, 4), _gqa_verify_relation, 2),
@@ -543,7 +534,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("syn_gqa", "existAndC", _shapes(1, 3), _gqa_both, 2),
     Kind("syn_mmbench", "attribute_recognition", _shapes(1, 3), _mmbench_attribute_recognition, 4),
     Kind("syn_mmbench", "object_localization", _shapes(1, 3), _mmbench_object_localization, 4),
-    Kind("syn_mmbench", "ocr", _shapes(0, 2, ("word",)), _mmbench_ocr, 4, fine=True),
+    Kind("syn_mmbench", "ocr", _shapes(0, 2, ("word",)), _mmbench_ocr, 4),
     Kind("syn_mmbench", "spatial_relationship", _shapes(3, 4), _mmbench_spatial_relationship, 4),
     Kind("syn_mmbench", "attribute_comparison", _shapes(2, 4), _mmbench_attribute_comparison, 4),
     Kind("syn_pope", "existence", _shapes(2, 4), _pope, 2),

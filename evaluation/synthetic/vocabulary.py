@@ -49,7 +49,7 @@ RELATIONS = {
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 # The prompt pieces exactly as lmms-eval's task code builds them (default lmms_eval_specific_kwargs);
-# tests/evaluation/test_tasks_prompts.py checks training prompts against lmms-eval's doc_to_text.
+# tests/evaluation/test_tasks_synthetic.py checks training prompts against lmms-eval's doc_to_text.
 SHORT_ANSWER_PROMPT = "\nAnswer the question using a single word or phrase."
 OPTION_LETTER_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 MME_SUFFIX = " Please answer yes or no."

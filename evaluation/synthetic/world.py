@@ -266,9 +266,7 @@ def _write_eval_set(folder: Path, task: str, preset: Preset, seed: int, training
         image_id = f"{len(scenes):05d}"
         image = f"images/{image_id}.png"
         (folder / image).write_bytes(png)
-        new_rows = formats.rows(
-            kind, scene, items, image, image_id, serial=len(rows) if task != "syn_mmbench" else len(scenes)
-        )
+        new_rows = formats.rows(kind, scene, items, image, image_id, serial=len(rows))
         rows += new_rows
         scenes.append({"image": image, "kind": kind.name, "scene": scene.to_record()})
         answers_by_kind[kind.name] += [formats.answer(task, row) for row in new_rows]

@@ -110,7 +110,7 @@ def test_a_bad_value_is_rejected_naming_the_cell(tmp_path, group, cell, message)
         ({"groups": [{"model.": 3, "projector": "mlp2x_gelu"}]}, "unknown axis 'model.'"),
         ({"sedd": 1}, r"unknown keys \['sedd'\]"),
         ({"tasks": []}, "tasks must be a non-empty list"),
-        ({"world": {"preset": "huge"}}, "world preset 'huge' is unknown"),
+        ({"world": {"preset": "huge"}}, "unknown synthetic world preset 'huge'"),
         ({"evaluation": {"batch_size": 0}}, "batch_size=0 must be an integer >= 1"),
         ({"evaluation": {"batchsize": 4}}, r"unknown options \['batchsize'\]"),
         (

@@ -3,6 +3,7 @@ benchmarks' definitions worked out by hand and what lmms-eval's own functions gi
 
 from __future__ import annotations
 
+import json
 from argparse import Namespace
 from collections import defaultdict
 
@@ -13,13 +14,26 @@ from lmms_eval.tasks.mme.utils import mme_aggregate_results, mme_process_results
 from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score, pope_process_results
 from lmms_eval.tasks.textvqa.utils import textvqa_process_results
 
-from evaluation.synthetic import build_world
+from evaluation.synthetic import build_world, formats
 from evaluation.tasks import DATA_ROOT_ENV, SYNTHETIC_TASKS, TASKS_DIR
 
 
 @pytest.fixture(scope="module")
-def tasks(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("worlds"), "smoke", seed=0)
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("worlds"), "smoke", seed=0)
+
+
+@pytest.fixture(scope="module")
+def world_rows(world) -> dict[str, list[dict]]:
+    """Each task's rows as the generator wrote them."""
+    return {
+        name: [json.loads(line) for line in (world.eval_root / name / "test.jsonl").read_text().splitlines()]
+        for name in SYNTHETIC_TASKS
+    }
+
+
+@pytest.fixture(scope="module")
+def tasks(world, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv(DATA_ROOT_ENV, str(world.eval_root))
         env.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path_factory.mktemp("datasets_cache")))
@@ -154,3 +168,22 @@ def test_gqa_exact_match_ignores_case_and_punctuation(tasks):
     answer = doc["answer"]
     predictions = [answer, answer.upper() + ".", f"{answer}!", "something else"]
     assert [task.process_results(doc, [p])["exact_match"] for p in predictions] == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_the_trained_reply_scores_full_marks(tasks, world_rows):
+    """formats.answer (what training teaches) is what lmms-eval's scorers count as right."""
+    perfect = {
+        "syn_mme": {"mme_perception_score": 1000.0, "mme_cognition_score": 200.0},
+        "syn_textvqa": {"exact_match": 1.0},
+        "syn_gqa": {"exact_match": 1.0},
+        "syn_mmbench": {"gpt_eval_score": 100.0},
+        "syn_pope": {"pope_accuracy": 1.0, "pope_f1_score": 1.0},
+    }
+    for name, expected in perfect.items():
+        task = tasks[name]
+        docs = list(task.test_docs())
+        scores = _score(
+            task, [(doc, formats.answer(name, row)) for doc, row in zip(docs, world_rows[name], strict=True)]
+        )
+        for metric, value in expected.items():
+            assert scores[metric] == pytest.approx(value), (name, metric)

@@ -120,8 +120,18 @@ class LlavaFiles:
         }
         return {
             "model": {"source": "tiny", "projector_type": "tokenpacker", "scale_factor": 4},
-            "stage1": {**stage, "data_path": str(self.stage1), "conversation_template": "plain", "learning_rate": 1e-3},
-            "stage2": {**stage, "data_path": str(self.stage2), "conversation_template": "vicuna_v1", "learning_rate": 1e-3},
+            "stage1": {
+                **stage,
+                "data_path": str(self.stage1),
+                "conversation_template": "plain",
+                "learning_rate": 1e-3,
+            },
+            "stage2": {
+                **stage,
+                "data_path": str(self.stage2),
+                "conversation_template": "vicuna_v1",
+                "learning_rate": 1e-3,
+            },
         }
 
 

@@ -6,11 +6,12 @@ import logging
 
 import pytest
 import torch
+
 from tokenpacker.conversation import VICUNA_SYSTEM, get_template
 from tokenpacker.hd import visual_token_count
 from tokenpacker.modeling import IGNORE_INDEX, IMAGE_TOKEN_ID
 from tokenpacker.processing import TokenPackerProcessor
-from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
+from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
 from training.collator import MultimodalCollator
 from training.data import DataError, LlavaDataset, encode_conversation, read_llava_json
 
@@ -107,7 +108,9 @@ def test_overlong_samples_are_truncated_and_counted(processor, llava, caplog):
 
 def test_truncation_never_splits_an_image(processor, llava):
     """An image whose ids would be cut is dropped with what follows, so ids and pixels agree."""
-    full = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 4096)[0]["input_ids"].tolist()
+    full = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 4096)[0][
+        "input_ids"
+    ].tolist()
     start = full.index(IMAGE_TOKEN_ID)
     cut = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", start + TOKENS_S4 - 1)[0]
     assert cut["input_ids"].tolist() == full[:start]
@@ -125,7 +128,9 @@ def test_collator_pads_right_and_keeps_crop_order(processor, llava):
     for row, item in enumerate(items):
         length = len(item["input_ids"])
         assert batch["input_ids"][row, :length].tolist() == item["input_ids"].tolist()
-        assert batch["attention_mask"][row].tolist() == [1] * length + [0] * (batch["input_ids"].shape[1] - length)
+        assert batch["attention_mask"][row].tolist() == [1] * length + [0] * (
+            batch["input_ids"].shape[1] - length
+        )
         assert (batch["labels"][row, length:] == IGNORE_INDEX).all()
     assert torch.equal(batch["pixel_values"], torch.cat([items[1]["pixel_values"], items[2]["pixel_values"]]))
     text_batch = MultimodalCollator(processor.tokenizer.pad_token_id)([dataset[text_index]])
@@ -141,12 +146,19 @@ def test_missing_image_file_is_an_error(processor, llava):
 def test_image_sample_without_placeholder_is_an_error(llava):
     samples = llava.captions()
     samples[3]["conversations"][0]["value"] = "Describe the image briefly."
-    with pytest.raises(DataError, match=r"sample 3 \(id 'cap-green_circle.png'\) has 1 image\(s\) but 0 <image>"):
+    with pytest.raises(
+        DataError, match=r"sample 3 \(id 'cap-green_circle.png'\) has 1 image\(s\) but 0 <image>"
+    ):
         read_llava_json(llava.write("bad.json", samples))
 
 
 def test_placeholder_without_image_is_an_error(llava):
-    samples = [{"id": "x", "conversations": [{"from": "human", "value": "<image>\nHi"}, {"from": "gpt", "value": "Hi"}]}]
+    samples = [
+        {
+            "id": "x",
+            "conversations": [{"from": "human", "value": "<image>\nHi"}, {"from": "gpt", "value": "Hi"}],
+        }
+    ]
     with pytest.raises(DataError, match="has 0 image"):
         read_llava_json(llava.write("bad.json", samples))
 
@@ -191,3 +203,15 @@ def test_encode_conversation_matches_template_segments(processor):
     trainable = [i for i, label in enumerate(encoded.labels) if label != IGNORE_INDEX]
     assert processor.tokenizer.decode([encoded.input_ids[i] for i in trainable]) == " Hi there</s> Bye</s>"
     assert len(encoded.input_ids) == len(encoded.labels)
+
+
+def test_hd_batch_trains_through_the_model(llava):
+    """Collated HD samples (several crops per image, "," and "\\n" ids between them) fit the model."""
+    config = tiny_config("tokenpacker", 4, patch_num=9)
+    processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
+    dataset = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 4096)
+    batch = MultimodalCollator(processor.tokenizer.pad_token_id)([dataset[1], dataset[2]])
+    assert batch["pixel_values"].shape[0] > 2  # more than one crop per image
+    loss = build_tiny_model(config).train()(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)

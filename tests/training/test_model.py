@@ -38,8 +38,13 @@ def test_pretrained_source_loads_both_folders_and_initialises_the_projector(tmp_
     tiny_image_processor().save_pretrained(tmp_path / "clip")
     source.language_model.save_pretrained(tmp_path / "llm")
     build_tiny_tokenizer().save_pretrained(tmp_path / "llm")
-    recipe = ModelRecipe(source="pretrained", scale_factor=4, vision_tower=str(tmp_path / "clip"),
-                         language_model=str(tmp_path / "llm"), multi_level_layers=[2, 3, 4, 5])
+    recipe = ModelRecipe(
+        source="pretrained",
+        scale_factor=4,
+        vision_tower=str(tmp_path / "clip"),
+        language_model=str(tmp_path / "llm"),
+        multi_level_layers=[2, 3, 4, 5],
+    )
     model, processor = build_model(recipe)
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     state, expected = model.state_dict(), source.state_dict()

@@ -41,8 +41,14 @@ def test_edited_weights_are_rejected_by_name(tmp_path):
     _, path = saved_projector(tmp_path)
     weights = load_file(path)
     weights.pop("projector.point_query_proj.weight")
-    metadata = {"projector_type": "tokenpacker", "scale_factor": "2", "grid": "24", "vision_width": "64",
-                "multi_level_width": "256", "llm_width": "128"}
+    metadata = {
+        "projector_type": "tokenpacker",
+        "scale_factor": "2",
+        "grid": "24",
+        "vision_width": "64",
+        "multi_level_width": "256",
+        "llm_width": "128",
+    }
     save_file(weights, str(path), metadata=metadata)
     with pytest.raises(ProjectorMismatchError, match="missing keys: point_query_proj.weight"):
         load_projector_file(build_tiny_model(tiny_config("tokenpacker", 2)), path)

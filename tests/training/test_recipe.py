@@ -27,17 +27,29 @@ def test_paper_recipes_follow_design_section_2(path):
     one, two = recipe.stage1, recipe.stage2
     assert (one.conversation_template, two.conversation_template) == ("plain", "vicuna_v1")
     assert (one.learning_rate, two.learning_rate) == (1e-3, 2e-5)
-    assert (one.per_device_train_batch_size * 8, two.per_device_train_batch_size * 8) == (256, 128)  # on 8 GPUs
+    assert (one.per_device_train_batch_size * 8, two.per_device_train_batch_size * 8) == (
+        256,
+        128,
+    )  # on 8 GPUs
     for stage in (one, two):
         assert (stage.num_train_epochs, stage.warmup_ratio, stage.weight_decay) == (1.0, 0.03, 0.0)
-        assert stage.lr_scheduler_type == "cosine" and stage.bf16 and stage.tf32 and stage.gradient_checkpointing
+        assert (
+            stage.lr_scheduler_type == "cosine" and stage.bf16 and stage.tf32 and stage.gradient_checkpointing
+        )
         assert stage.deepspeed == "zero2"
     assert two.group_by_modality_length and not one.group_by_modality_length
 
 
 def test_paper_recipes_cover_the_papers_runs():
-    settings = {(r.model.language_model.split("-")[-2], r.model.projector_type, r.model.scale_factor, r.model.patch_num)
-                for r in map(load_recipe, PAPER_RECIPES)}
+    settings = {
+        (
+            r.model.language_model.split("-")[-2],
+            r.model.projector_type,
+            r.model.scale_factor,
+            r.model.patch_num,
+        )
+        for r in map(load_recipe, PAPER_RECIPES)
+    }
     for size in ("7b", "13b"):
         assert {(size, "tokenpacker", s, None) for s in (2, 3, 4)} <= settings
         assert {(size, "tokenpacker", 2, p) for p in (9, 16, 25)} <= settings
@@ -54,7 +66,13 @@ def test_tiny_recipe_is_a_cpu_run():
 def test_overrides_reach_model_one_stage_or_both():
     recipe = load_recipe(
         RECIPES / "tiny.yaml",
-        {"scale_factor": "3", "stage2.learning_rate": "1e-4", "max_steps": "7", "output_dir": "runs/x", "patch_num": "9"},
+        {
+            "scale_factor": "3",
+            "stage2.learning_rate": "1e-4",
+            "max_steps": "7",
+            "output_dir": "runs/x",
+            "patch_num": "9",
+        },
     )
     assert recipe.model.scale_factor == 3 and recipe.model.patch_num == 9
     assert recipe.stage2.learning_rate == 1e-4 and recipe.stage1.learning_rate == 1e-3
@@ -65,7 +83,12 @@ def test_overrides_reach_model_one_stage_or_both():
 def test_values_are_converted_to_field_types():
     recipe = load_recipe(
         {"stage1": {"learning_rate": "1e-3", "bf16": "false"}},  # PyYAML reads 1e-3 as a string
-        {"group_by_modality_length": "true", "patch_num": "null", "tf32": "null", "multi_level_layers": "[1,2]"},
+        {
+            "group_by_modality_length": "true",
+            "patch_num": "null",
+            "tf32": "null",
+            "multi_level_layers": "[1,2]",
+        },
     )
     assert recipe.stage1.learning_rate == 1e-3 and recipe.stage1.bf16 is False
     assert recipe.stage2.group_by_modality_length is True
@@ -83,7 +106,9 @@ def test_bare_override_keys_are_unambiguous():
     top = set(field_types(Recipe)) - {"model", "stage1", "stage2"}
     model, stage = set(field_types(ModelRecipe)), set(field_types(StageRecipe))
     assert not (top & model) and not (top & stage) and not (model & stage)
-    assert {"scale_factor", "stage1.learning_rate", "model.patch_num", "output_dir"} <= set(overridable_keys())
+    assert {"scale_factor", "stage1.learning_rate", "model.patch_num", "output_dir"} <= set(
+        overridable_keys()
+    )
 
 
 @pytest.mark.parametrize(

@@ -50,11 +50,16 @@ def test_trainer_batches_are_single_modality(llava, tmp_path):
     config = tiny_config("tokenpacker", 4)
     processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
     dataset = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 512)
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none",
-                             dataloader_pin_memory=False)
-    trainer = MultimodalTrainer(model=build_tiny_model(config), args=args, train_dataset=dataset,
-                                data_collator=MultimodalCollator(processor.tokenizer.pad_token_id),
-                                group_by_modality_length=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", dataloader_pin_memory=False
+    )
+    trainer = MultimodalTrainer(
+        model=build_tiny_model(config),
+        args=args,
+        train_dataset=dataset,
+        data_collator=MultimodalCollator(processor.tokenizer.pad_token_id),
+        group_by_modality_length=True,
+    )
     batches = list(trainer.get_train_dataloader())
     assert isinstance(trainer._get_train_sampler(), ModalityLengthGroupedSampler)
     assert sum(len(b["input_ids"]) for b in batches) == len(dataset)

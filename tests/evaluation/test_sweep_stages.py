@@ -1,0 +1,88 @@
+"""The real stages' wiring: a cell becomes the training recipe's overrides, and is checked by the real loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluation.sweep.spec import load_spec
+from evaluation.sweep.stages import WorldPaths, check_cell, recipe_path, training_overrides
+from training.recipe import load_recipe
+
+
+def spec_cells(folder: Path, **fields):
+    spec = {"name": "t", "recipe": "tiny", "tasks": ["syn_all"], **fields}
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return load_spec(path).cells
+
+
+def test_builtin_recipe_names_resolve_to_the_training_recipes():
+    assert recipe_path("tiny").is_file() and recipe_path("tiny").parent.name == "recipes"
+    assert recipe_path("/some/where/mine.yaml") == Path("/some/where/mine.yaml")
+
+
+def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
+    world = WorldPaths(
+        tmp_path,
+        tmp_path / "w/stage1.json",
+        tmp_path / "w/stage2.json",
+        tmp_path / "w/images",
+        tmp_path / "w/eval",
+    )
+    groups = [
+        {"projector": "mlp2x_gelu", "seed": 3},
+        {"projector": "tokenpacker", "scale_factor": 4, "patch_num": 9, "recipe.stage2.learning_rate": 5e-4},
+    ]
+    mlp, hd = spec_cells(tmp_path, recipe_overrides={"stage1.max_steps": 7}, groups=groups)
+
+    recipe = load_recipe(recipe_path("tiny"), training_overrides(mlp, world))
+    assert (recipe.model.projector_type, recipe.model.patch_num, recipe.model.init_seed) == (
+        "mlp2x_gelu",
+        None,
+        3,
+    )
+    assert (recipe.stage1.seed, recipe.stage2.seed, recipe.stage1.max_steps) == (3, 3, 7)
+    assert recipe.stage1.data_path == str(world.stage1_json) and recipe.stage2.data_path == str(
+        world.stage2_json
+    )
+    assert recipe.stage1.image_folder == recipe.stage2.image_folder == str(world.image_folder)
+
+    recipe = load_recipe(recipe_path("tiny"), training_overrides(hd, world))
+    assert (recipe.model.projector_type, recipe.model.scale_factor, recipe.model.patch_num) == (
+        "tokenpacker",
+        4,
+        9,
+    )
+    assert recipe.stage2.learning_rate == 5e-4 and recipe.stage1.max_steps == 7
+
+
+def test_the_builtin_specs_pass_the_real_checks():
+    for name in ("tiny", "smoke"):
+        for cell in load_spec(name).cells:
+            check_cell(cell)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"groups": [{"projector": "mlp2x_gelu", "recipe.stage2.learning_rat": 1e-3}]},
+            "unknown override 'stage2.learning_rat'",
+        ),
+        (
+            {"groups": [{"projector": "mlp2x_gelu", "model.dtype": "float8"}]},
+            "model.dtype='float8' is not supported",
+        ),
+        (
+            {"groups": [{"projector": "mlp2x_gelu"}], "efficiency": {"repeats": 3}},
+            r"efficiency options \['repeats'\]",
+        ),
+    ],
+)
+def test_the_real_checks_reject_what_a_stage_would_fail_on(tmp_path, fields, message):
+    (cell,) = spec_cells(tmp_path, **fields)
+    with pytest.raises(ValueError, match=message):
+        check_cell(cell)
