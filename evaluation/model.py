@@ -261,7 +261,8 @@ class TokenPackerLMM(lmms):
         )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [truncate_at_stop(text, settings.until) for text in texts]
+        # The template puts a space after "ASSISTANT:"; LLaVA strips the answer the same way.
+        return [truncate_at_stop(text, settings.until).strip() for text in texts]
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """-log p(continuation | prompt), summed over its tokens, and whether greedy decoding gives it.

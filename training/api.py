@@ -17,7 +17,7 @@ import yaml
 
 from training.projector_file import PROJECTOR_FILE
 from training.recipe import Recipe, RecipeError, load_recipe
-from training.stages import run_stage
+from training.stages import check_stage_inputs, run_stage
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -38,6 +38,9 @@ def train_two_stages(
         raise RecipeError("no output folder: set output_dir in the recipe or pass --output_dir PATH")
     folder = Path(folder)
     resolved = dataclasses.replace(resolved, output_dir=str(folder))
+    stages = (2,) if resolved.projector_file else (1, 2)
+    for stage in stages:
+        check_stage_inputs(resolved, stage)
     claim_output_dir(resolved, folder)
     if resolved.projector_file:
         projector = Path(resolved.projector_file)

@@ -97,34 +97,39 @@ def parse_sample(record: object, index: int, path: Path) -> LlavaSample:
     return LlavaSample(id=str(record.get("id", index)), images=images, turns=tuple(turns))
 
 
-def encode_segment(processor: TokenPackerProcessor, text: str, images: Sequence[ImageInput]) -> list[int]:
-    """Ids of one piece of a conversation, each `<image>` expanded, without the leading special tokens."""
-    prefix = len(processor.tokenize("", []))
-    return processor.tokenize(text, images)[prefix:]
-
-
 def encode_conversation(
     processor: TokenPackerProcessor,
     template: ConversationTemplate,
     turns: Sequence[tuple[str, str]],
     images: Sequence[ImageInput],
 ) -> EncodedConversation:
-    """Tokenise the template's segments one by one; labels copy the ids of trainable segments
-    (the assistant answers and their end marker) and are IGNORE_INDEX elsewhere and on image ids."""
-    input_ids = processor.tokenize("", [])  # the tokenizer's special prefix (BOS)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    remaining = list(images)
-    for segment in template.render(turns):
-        count = segment.text.count(IMAGE_PLACEHOLDER)
-        segment_images, remaining = remaining[:count], remaining[count:]
-        ids = encode_segment(processor, segment.text, segment_images)
-        input_ids += ids
-        labels += ids if segment.trainable else [IGNORE_INDEX] * len(ids)
-    placeholder = processor.config.image_token_id
-    labels = [
-        IGNORE_INDEX if token == placeholder else label
-        for token, label in zip(input_ids, labels, strict=True)
-    ]
+    """Ids and labels of one conversation rendered with `template`.
+
+    The ids are exactly `processor.tokenize(rendered text, images)`, so training sees the tokens
+    inference will (segments tokenised one by one would put extra tokens at segment edges, e.g. a
+    lone space before "ASSISTANT:"). A token carries loss iff it starts inside a trainable segment
+    (an answer and its end marker); special tokens and image ids never do.
+    """
+    segments = template.render(turns)
+    text = "".join(segment.text for segment in segments)
+    trainable = [segment.trainable for segment in segments for _ in segment.text]  # one flag per character
+    pieces = text.split(IMAGE_PLACEHOLDER)
+    if len(pieces) - 1 != len(images):
+        raise DataError(f"conversation has {len(pieces) - 1} {IMAGE_PLACEHOLDER} but {len(images)} images")
+    input_ids: list[int] = []
+    labels: list[int] = []
+    start_of_piece = 0
+    for index, piece in enumerate(pieces):
+        if index:
+            image_ids = images[index - 1].token_ids
+            input_ids += image_ids
+            labels += [IGNORE_INDEX] * len(image_ids)
+            start_of_piece += len(IMAGE_PLACEHOLDER)
+        encoding = processor.tokenizer(piece, add_special_tokens=index == 0, return_offsets_mapping=True)
+        for token, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
+            input_ids.append(token)
+            labels.append(token if end > start and trainable[start_of_piece + start] else IGNORE_INDEX)
+        start_of_piece += len(piece)
     return EncodedConversation(input_ids=input_ids, labels=labels)
 
 
@@ -164,6 +169,11 @@ class LlavaDataset(torch.utils.data.Dataset):
         template: str,
         max_length: int,
     ) -> None:
+        if not processor.tokenizer.is_fast:
+            raise DataError(
+                f"label masking needs a fast (tokenizers-backed) tokenizer for character offsets; "
+                f"{type(processor.tokenizer).__name__} is not one: load it with AutoTokenizer (use_fast=True)"
+            )
         self.samples = read_llava_json(data_path)
         self.image_folder = Path(image_folder) if image_folder is not None else None
         self.processor = processor
@@ -252,20 +262,21 @@ class LlavaDataset(torch.utils.data.Dataset):
         return counts
 
     def measure_lengths(self, data_path: str | Path) -> list[int]:
-        """Exact token count of each encoded sample, text tokenised in large batches."""
-        pieces, owners = [], []
+        """Exact token count of each encoded sample: the text between images tokenised in large
+        batches (the first piece with the tokenizer's special tokens, as encode_conversation does)."""
+        pieces: dict[bool, list[str]] = {True: [], False: []}  # keyed by "is the first piece"
+        owners: dict[bool, list[int]] = {True: [], False: []}
         for index, sample in enumerate(self.samples):
-            for segment in self.template.render(sample.turns):
-                for piece in segment.text.split(IMAGE_PLACEHOLDER):
-                    pieces.append(piece)
-                    owners.append(index)
-        lengths = [len(self.processor.tokenize("", []))] * len(self.samples)
-        tokenizer = self.processor.tokenizer
-        for start in tqdm(
-            range(0, len(pieces), TOKENIZE_CHUNK), desc="measuring token lengths", disable=None
-        ):
-            chunk = pieces[start : start + TOKENIZE_CHUNK]
-            encoded = tokenizer(chunk, add_special_tokens=False)["input_ids"]
-            for owner, ids in zip(owners[start : start + TOKENIZE_CHUNK], encoded, strict=True):
-                lengths[owner] += len(ids)
-        return [text + image for text, image in zip(lengths, self.image_token_counts(data_path), strict=True)]
+            text = "".join(segment.text for segment in self.template.render(sample.turns))
+            for position, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
+                pieces[position == 0].append(piece)
+                owners[position == 0].append(index)
+        lengths = self.image_token_counts(data_path)
+        for first in (True, False):
+            chunks = range(0, len(pieces[first]), TOKENIZE_CHUNK)
+            for start in tqdm(chunks, desc="measuring token lengths", disable=None):
+                chunk = pieces[first][start : start + TOKENIZE_CHUNK]
+                encoded = self.processor.tokenizer(chunk, add_special_tokens=first)["input_ids"]
+                for owner, ids in zip(owners[first][start : start + TOKENIZE_CHUNK], encoded, strict=True):
+                    lengths[owner] += len(ids)
+        return lengths

@@ -119,6 +119,8 @@ class Recipe:
             )
 
     def stage(self, number: int) -> StageRecipe:
+        if number not in (1, 2):
+            raise ValueError(f"stage {number} does not exist; the stages are 1 and 2")
         return self.stage1 if number == 1 else self.stage2
 
     def data_location(self, path: str | None) -> Path | None:
@@ -196,8 +198,6 @@ def coerce(key: str, value: object, annotation: object) -> object:
 
 def build_section(cls: type, values: Mapping[str, object], where: str) -> object:
     """A section dataclass from a mapping; unknown keys are an error naming the known ones."""
-    if not isinstance(values, Mapping):
-        raise RecipeError(f"recipe section {where!r} must be a mapping of keys to values, got {values!r}")
     types_by_name = field_types(cls)
     unknown = sorted(set(values) - set(types_by_name))
     if unknown:
@@ -256,8 +256,11 @@ def load_recipe(recipe: str | Path | Mapping, overrides: Mapping[str, object] | 
     extra = nested_overrides(overrides or {})
     sections = {}
     for name, cls in (("model", ModelRecipe), ("stage1", StageRecipe), ("stage2", StageRecipe)):
-        base = dataclasses.asdict(getattr(Recipe(), name))
-        sections[name] = build_section(cls, {**base, **(data.get(name) or {}), **extra[name]}, name)
+        given = data.get(name) or {}
+        if not isinstance(given, Mapping):
+            raise RecipeError(f"recipe section {name!r} must be a mapping of keys to values, got {given!r}")
+        base = dataclasses.asdict(getattr(Recipe(), name))  # a missing key keeps the stage's paper default
+        sections[name] = build_section(cls, {**base, **given, **extra[name]}, name)
     top_types = field_types(Recipe)
     top = {k: coerce(k, v, top_types[k]) for k, v in {**data, **extra[""]}.items() if k not in sections}
     return Recipe(**sections, **top)

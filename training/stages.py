@@ -8,6 +8,7 @@ suite checkpoint (model, tokenizer, image processor; stage 1 adds `mm_projector.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -93,11 +94,35 @@ def training_arguments(settings: StageRecipe, output_dir: Path) -> TrainingArgum
     )
 
 
-def check_stage_data(settings: StageRecipe, stage: int) -> None:
+def check_stage_inputs(recipe: Recipe, stage: int) -> None:
+    """What a stage reads must be there before any stage starts, not hours into the run."""
+    settings = recipe.stage(stage)
     if not settings.data_path:
         raise RecipeError(
             f"stage{stage}.data_path is not set; give --stage{stage}.data_path PATH to a LLaVA JSON file"
         )
+    data_path, image_folder = (
+        recipe.data_location(settings.data_path),
+        recipe.data_location(settings.image_folder),
+    )
+    if not data_path.is_file():
+        raise FileNotFoundError(
+            f"stage{stage} data file {data_path} does not exist; fix data_path or data_root"
+        )
+    if image_folder is not None and not image_folder.is_dir():
+        raise FileNotFoundError(
+            f"stage{stage} image folder {image_folder} does not exist; fix image_folder or data_root"
+        )
+    if settings.lora_r and deepspeed_zero_stage(settings.deepspeed) == 3:
+        raise RecipeError(
+            f"stage{stage}: LoRA (lora_r={settings.lora_r}) cannot be merged into a ZeRO-3 partitioned model; "
+            "use deepspeed zero2"
+        )
+
+
+def deepspeed_zero_stage(value: str | None) -> int:
+    path = deepspeed_config_path(value)
+    return json.loads(Path(path).read_text()).get("zero_optimization", {}).get("stage", 0) if path else 0
 
 
 def run_stage(
@@ -117,7 +142,7 @@ def run_stage(
         logger.info("stage %d already finished: %s", stage, final)
         return final
     settings = recipe.stage(stage)
-    check_stage_data(settings, stage)
+    check_stage_inputs(recipe, stage)
     args = training_arguments(settings, stage_dir)
     model, processor = build_model(recipe.model)
     if projector_file is not None:

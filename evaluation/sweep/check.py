@@ -128,7 +128,11 @@ def check_results(results: pd.DataFrame, baseline: Iterable[BaselineEntry]) -> l
 
 
 def write_baseline(results: pd.DataFrame, path: Path, tolerance: float) -> int:
-    """A baseline from a run's results: every successful score (not efficiency), with one tolerance. Returns the count."""
+    """A baseline from a run's results: every successful score (not efficiency). Returns the count.
+
+    Each entry's tolerance is `tolerance` for scores up to 1 (accuracies) and `tolerance` times the
+    score above 1 (e.g. MME's summed scores), so one number fits metrics of every scale.
+    """
     ok = results[
         (results["status"] == "ok") & results["value"].notna() & (results["task"] != EFFICIENCY_TASK)
     ]
@@ -137,11 +141,18 @@ def write_baseline(results: pd.DataFrame, path: Path, tolerance: float) -> int:
             f"--write-baseline {path}: the results hold no successful scores to take as a baseline"
         )
     metrics = [
-        {"cell": str(c), "task": str(t), "metric": str(m), "value": round(float(v), 4)}
-        for c, t, m, v in ok[["cell_id", "task", "metric", "value"]].itertuples(index=False)
+        {
+            "cell": str(cell),
+            "task": str(task),
+            "metric": str(metric),
+            "value": round(float(value), 4),
+            "tolerance": round(tolerance * max(1.0, abs(float(value))), 4),
+        }
+        for cell, task, metric, value in ok[["cell_id", "task", "metric", "value"]].itertuples(index=False)
     ]
-    header = "# Written by `tokenpacker sweep --write-baseline`; tolerances are absolute, in each metric's units.\n"
-    write_text(
-        Path(path), header + yaml.safe_dump({"tolerance": tolerance, "metrics": metrics}, sort_keys=False)
+    header = (
+        "# Written by `tokenpacker sweep --write-baseline`; a run fails `--check` when a score falls below\n"
+        "# its value by more than its tolerance (absolute, in the metric's units).\n"
     )
+    write_text(Path(path), header + yaml.safe_dump({"metrics": metrics}, sort_keys=False))
     return len(metrics)

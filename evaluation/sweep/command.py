@@ -17,9 +17,6 @@ RUNS_FOLDER = Path("runs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Train, evaluate and measure every cell of a sweep spec; a rerun reuses every finished cell."
-    )
     parser.add_argument(
         "spec",
         nargs="?",
@@ -59,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tolerance",
         type=float,
         default=DEFAULT_TOLERANCE,
-        help="absolute tolerance written by --write-baseline (default: %(default)s)",
+        help="tolerance written by --write-baseline: absolute for scores up to 1, relative above (default: %(default)s)",
     )
 
 

@@ -7,6 +7,7 @@ rules are the same everywhere: a cell finished on the cluster is never redone lo
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,5 +143,9 @@ def make_launcher(name: str, slurm: SlurmOptions) -> Launcher:
     if name == "local":
         return LocalLauncher()
     if name == "slurm":
+        if shutil.which("sbatch") is None:
+            raise FileNotFoundError(
+                "--launcher slurm: no sbatch on PATH; run the sweep on a Slurm login node, or use --launcher local"
+            )
         return SubmititLauncher(slurm)
     raise ValueError(f"--launcher {name!r} is unknown; allowed: {', '.join(LAUNCHERS)}")

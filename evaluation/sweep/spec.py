@@ -42,6 +42,7 @@ from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, 
 
 BUILTIN_SPECS_PACKAGE = "evaluation.sweeps"
 DEFAULT_SPEC = "tiny"
+BASELINE_SUFFIX = "_baseline"
 # Patch grid of the CLIP ViT-L/14-336 tower and of the tiny tower, which copies it (DESIGN 1.1).
 VISION_GRID = 24
 
@@ -212,9 +213,9 @@ def fingerprint(value: Any) -> str:
 
 
 def builtin_spec_names() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".yaml") for p in _builtin_folder().iterdir() if p.name.endswith(".yaml")
-    )
+    """The specs in evaluation/sweeps/ (their `--check` baselines, NAME_baseline.yaml, beside them are not specs)."""
+    names = (p.name.removesuffix(".yaml") for p in _builtin_folder().glob("*.yaml"))
+    return sorted(name for name in names if not name.endswith(BASELINE_SUFFIX))
 
 
 def _builtin_folder() -> Path:

@@ -19,7 +19,7 @@ def results_overview(results: pd.DataFrame) -> str:
     """One row per cell: status, visual tokens, 7B prefill TFLOPs, and the first metric of each task."""
     if results.empty:
         return "(no finished cells yet)"
-    scores = results[results["task"] != EFFICIENCY_TASK]
+    scores = results[(results["task"] != EFFICIENCY_TASK) & (results["status"] == "ok")]
     first_metric = scores.drop_duplicates("task").set_index("task")["metric"]
     shown = pd.concat(
         [

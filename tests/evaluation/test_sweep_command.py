@@ -151,7 +151,7 @@ def test_a_written_baseline_passes_its_own_run(tmp_path, fakes, capsys):
         == 0
     )
     entries = read_baseline(baseline)
-    assert len(entries) == 6 and {e.tolerance for e in entries} == {0.1}
+    assert len(entries) == 6 and {e.tolerance for e in entries} == {0.1}  # fake scores are all below 1
     assert command.run(parse(spec, "--out", out, "--check", str(baseline)), stages=stages) == 0
 
 
@@ -205,12 +205,16 @@ def test_write_baseline_takes_only_successful_scores(tmp_path):
     table = results(
         [
             ("a", "syn_a", "exact_match", 0.8, None),
+            ("a", "syn_mme", "mme_perception_score", 250.0, None),
             ("a", "efficiency", "ttft_ms", 3.0, None),
             ("b", "syn_a", "exact_match", None, "x"),
         ]
     )
-    assert write_baseline(table, tmp_path / "b.yaml", 0.05) == 1
-    assert read_baseline(tmp_path / "b.yaml") == [BaselineEntry("a", "syn_a", "exact_match", 0.8, 0.05)]
+    assert write_baseline(table, tmp_path / "b.yaml", 0.05) == 2
+    assert read_baseline(tmp_path / "b.yaml") == [
+        BaselineEntry("a", "syn_a", "exact_match", 0.8, 0.05),
+        BaselineEntry("a", "syn_mme", "mme_perception_score", 250.0, 12.5),
+    ]
     with pytest.raises(BaselineError, match="no successful scores"):
         write_baseline(table.iloc[2:], tmp_path / "c.yaml", 0.05)
 
@@ -229,3 +233,11 @@ def test_results_table_on_disk_matches_the_outcome(tmp_path, fakes):
         parse(str(write_spec(tmp_path)), "--out", str(out)), stages=fakes.make_stages(tmp_path / "log")
     )
     assert read_results_table(out / "results.csv").equals(read_results_table(out / "results.parquet"))
+
+
+def test_the_slurm_launcher_needs_a_slurm_machine(tmp_path, monkeypatch, fakes):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    args = parse(str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--launcher", "slurm")
+    with pytest.raises(FileNotFoundError, match="no sbatch on PATH"):
+        command.run(args, stages=fakes.make_stages(tmp_path / "log"))
+    assert not (tmp_path / "log").exists()

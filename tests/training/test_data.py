@@ -41,23 +41,33 @@ def test_plain_template_masks_everything_but_the_caption(processor, llava):
 def test_vicuna_template_masks_system_user_turns_and_image(processor, llava):
     dataset = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 2048)
     item = dataset[0]  # two turns about red_square.png
-    bos, eos = processor.tokenizer.bos_token_id, processor.tokenizer.eos_token_id
-    pieces = [  # (ids, trainable), written out by hand from LLaVA's v1 format
-        ([bos], False),
-        (encode(processor, VICUNA_SYSTEM + " USER: "), False),
-        ([IMAGE_TOKEN_ID] * TOKENS_S4, False),
-        (encode(processor, "\nWhat is the colour of the shape? "), False),
-        (encode(processor, "ASSISTANT:"), False),
-        (encode(processor, " red</s>"), True),
-        (encode(processor, "USER: What shape is it? "), False),
-        (encode(processor, "ASSISTANT:"), False),
-        (encode(processor, " square</s>"), True),
-    ]
-    expected_ids = [token for ids, _ in pieces for token in ids]
-    expected_labels = [token if trainable else IGNORE_INDEX for ids, trainable in pieces for token in ids]
-    assert item["input_ids"].tolist() == expected_ids
-    assert item["labels"].tolist() == expected_labels
-    assert item["labels"].tolist().count(eos) == 2  # the model learns to end each answer
+    ids, labels = item["input_ids"].tolist(), item["labels"].tolist()
+    image = processor.preprocess_image(dataset.open_image("red_square.png"))
+    # LLaVA's v1 format written out by hand; each answer and its "</s>" carry loss, nothing else.
+    first = VICUNA_SYSTEM + " USER: <image>\nWhat is the colour of the shape? ASSISTANT:"
+    second = first + " red</s>USER: What shape is it? ASSISTANT:"
+    assert ids == processor.tokenize(second + " square</s>", [image])
+    expected = [IGNORE_INDEX] * len(ids)
+    for prompt, answer in ((first, " red</s>"), (second, " square</s>")):
+        start, end = (
+            len(processor.tokenize(prompt, [image])),
+            len(processor.tokenize(prompt + answer, [image])),
+        )
+        expected[start:end] = ids[start:end]
+    assert labels == expected
+    assert labels.count(processor.tokenizer.eos_token_id) == 2  # the model learns to end each answer
+    assert ids.count(IMAGE_TOKEN_ID) == TOKENS_S4
+
+
+def test_training_tokens_start_with_the_inference_prompt(processor, llava):
+    """The prompt inference builds (template.prompt + processor) is exactly the start of the
+    training sequence, so the model is trained on the tokens it will be given."""
+    dataset = LlavaDataset(llava.stage2, llava.image_folder, processor, "vicuna_v1", 2048)
+    image = processor.preprocess_image(dataset.open_image("red_square.png"))
+    prompt = processor.tokenize(
+        get_template("vicuna_v1").prompt("<image>\nWhat is the colour of the shape?"), [image]
+    )
+    assert dataset[0]["input_ids"].tolist()[: len(prompt)] == prompt
 
 
 def test_text_only_sample_has_no_pixels(processor, llava):

@@ -140,6 +140,9 @@ def test_bad_recipe_files_are_clear_errors(tmp_path):
     (tmp_path / "extra.yaml").write_text("model:\n  scale: 2\n")
     with pytest.raises(RecipeError, match=r"unknown key\(s\) scale in recipe section 'model'"):
         load_recipe(tmp_path / "extra.yaml")
+    (tmp_path / "list.yaml").write_text("model: [1, 2]\n")
+    with pytest.raises(RecipeError, match="recipe section 'model' must be a mapping"):
+        load_recipe(tmp_path / "list.yaml")
     (tmp_path / "section.yaml").write_text("stage3: {}\n")
     with pytest.raises(RecipeError, match=r"unknown recipe section\(s\) stage3"):
         load_recipe(tmp_path / "section.yaml")

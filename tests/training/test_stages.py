@@ -132,7 +132,7 @@ def test_api_writes_a_loadable_checkpoint_and_skips_finished_stages(llava, tmp_p
 
 
 def test_lora_stage2_writes_a_merged_plain_checkpoint(llava, tmp_path):
-    recipe = llava.recipe(max_steps=2, gradient_checkpointing=True)
+    recipe = llava.recipe(max_steps=1, gradient_checkpointing=True)
     recipe["stage2"].update(lora_r=4, lora_alpha=8)
     final = run_stage(load_recipe(recipe), 2, tmp_path / "stage2")
     weights = read_state_dict(final / "model.safetensors")
@@ -197,3 +197,18 @@ def test_deepspeed_zero2_step_on_cpu_matches_plain_trainer(llava, tmp_path):
     plain = load_file(tmp_path / "plain" / "final" / PROJECTOR_FILE)
     for name, tensor in plain.items():
         torch.testing.assert_close(deepspeed[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_missing_stage2_data_fails_before_stage1_runs(llava, tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage2 data file .*nowhere.json does not exist"):
+        train_two_stages(llava.recipe(max_steps=1), {"stage2.data_path": "nowhere.json"}, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(RecipeError, match="stage1.data_path is not set"):
+        train_two_stages(llava.recipe(max_steps=1), {"stage1.data_path": "null"}, tmp_path / "run")
+
+
+def test_lora_with_zero3_is_refused(llava, tmp_path):
+    recipe = llava.recipe(max_steps=1)
+    recipe["stage2"].update(lora_r=4, deepspeed="zero3")
+    with pytest.raises(RecipeError, match="LoRA .* cannot be merged into a ZeRO-3"):
+        train_two_stages(recipe, {}, tmp_path / "run")
