@@ -115,7 +115,7 @@ def records_to_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     return normalize_result_dtypes(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     """Write via a temporary file in the target's folder, then os.replace: readers never see half a file."""
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
@@ -138,8 +138,8 @@ def write_results_table(frame: pd.DataFrame, directory: str | os.PathLike[str]) 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     parquet_path, csv_path = folder / RESULTS_PARQUET, folder / RESULTS_CSV
-    _atomic_write(parquet_path, lambda path: table.to_parquet(path, index=False))
-    _atomic_write(csv_path, lambda path: table.to_csv(path, index=False))
+    atomic_write(parquet_path, lambda path: table.to_parquet(path, index=False))
+    atomic_write(csv_path, lambda path: table.to_csv(path, index=False))
     return parquet_path, csv_path
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import _atomic_write
+from evaluation.records import atomic_write
 
 STATE_FILE = "state.json"
 RECORDS_FILE = "records.json"
@@ -64,7 +64,7 @@ def now_iso() -> str:
 def write_text(path: Path, text: str) -> None:
     """Atomic write (temp file + fsync + os.replace): readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.records import RESULT_COLUMNS, _atomic_write, read_results_table
+from evaluation.records import RESULT_COLUMNS, atomic_write, read_results_table
 from evaluation.sweep.launchers import SubmititLauncher
 from evaluation.sweep.runner import cell_statuses, run_sweep, sweep_lock
 from evaluation.sweep.spec import SweepSpecError, load_spec
@@ -209,7 +209,7 @@ def test_an_atomic_write_interrupted_midway_leaves_the_old_file_whole(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _atomic_write(target, write_half_then_die)
+        atomic_write(target, write_half_then_die)
     assert json.loads(target.read_text()) == {"status": "ok"}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
