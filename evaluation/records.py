@@ -68,7 +68,9 @@ class ResultRecord:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"ResultRecord {self.cell_id!r}: status {self.status!r} is not one of {STATUSES}")
+            raise ValueError(
+                f"ResultRecord {self.cell_id!r}: status {self.status!r} is not one of {STATUSES}"
+            )
         if self.status == "failed" and not self.error:
             raise ValueError(f"ResultRecord {self.cell_id!r}: a failed record needs an error message")
         if self.task == EFFICIENCY_TASK and self.metric not in EFFICIENCY_METRICS:
@@ -166,14 +168,20 @@ def read_results_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if file.suffix == ".parquet":
         frame = pd.read_parquet(file)
     elif file.suffix == ".csv":
-        frame = pd.read_csv(file, dtype={c: "string" for c in _STRING_COLUMNS}, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            file, dtype={c: "string" for c in _STRING_COLUMNS}, keep_default_na=False, na_values=[""]
+        )
     else:
-        raise ValueError(f"{file}: a results table must be .parquet or .csv, not {file.suffix or 'no suffix'!r}")
+        raise ValueError(
+            f"{file}: a results table must be .parquet or .csv, not {file.suffix or 'no suffix'!r}"
+        )
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{file}: not a results table, missing columns: {', '.join(missing)}")
     frame = normalize_result_dtypes(frame)
-    bad = sorted(set(frame["status"].dropna()) - set(STATUSES)) + (["<empty>"] if frame["status"].isna().any() else [])
+    bad = sorted(set(frame["status"].dropna()) - set(STATUSES)) + (
+        ["<empty>"] if frame["status"].isna().any() else []
+    )
     if bad:
         raise ValueError(f"{file}: column status has values {bad}; allowed: {list(STATUSES)}")
     return frame

@@ -127,6 +127,10 @@ def check_results(results: pd.DataFrame, baseline: Iterable[BaselineEntry]) -> l
     return regressions
 
 
+# Metrics that describe answers rather than score them: no direction is "better", so none is gated.
+DESCRIPTIVE_METRICS = ("pope_yes_ratio",)
+
+
 def write_baseline(results: pd.DataFrame, path: Path, tolerance: float) -> int:
     """A baseline from a run's results: every successful score (not efficiency). Returns the count.
 
@@ -134,7 +138,10 @@ def write_baseline(results: pd.DataFrame, path: Path, tolerance: float) -> int:
     score above 1 (e.g. MME's summed scores), so one number fits metrics of every scale.
     """
     ok = results[
-        (results["status"] == "ok") & results["value"].notna() & (results["task"] != EFFICIENCY_TASK)
+        (results["status"] == "ok")
+        & results["value"].notna()
+        & (results["task"] != EFFICIENCY_TASK)
+        & ~results["metric"].isin(DESCRIPTIVE_METRICS)
     ]
     if ok.empty:
         raise BaselineError(
