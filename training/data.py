@@ -153,6 +153,18 @@ def truncate(
     return EncodedConversation(encoded.input_ids[:cut], encoded.labels[:cut]), kept
 
 
+def check_room_for_an_image(processor: TokenPackerProcessor, max_length: int, has_images: bool) -> None:
+    """Truncation drops images that do not fit; when not even one fits, every image sample would train
+    on nothing, so refuse instead of running a silently image-free training."""
+    tokens = processor.tokens_per_crop
+    if has_images and not processor.config.is_hd and tokens >= max_length:
+        raise DataError(
+            f"model_max_length={max_length} cannot hold one image: the {processor.config.projector_type} "
+            f"projector emits {tokens} visual tokens per image; set model_max_length above {tokens} "
+            f"(e.g. {tokens + 448})"
+        )
+
+
 class LlavaDataset(torch.utils.data.Dataset):
     """LLaVA JSON samples as model inputs; images are opened only when a sample is drawn.
 
@@ -180,6 +192,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.template = get_template(template)
         self.max_length = max_length
         self.has_image = [bool(sample.images) for sample in self.samples]
+        check_room_for_an_image(processor, max_length, any(self.has_image))
         self.check_templates(data_path)
         self.lengths = self.measure_lengths(data_path)
         too_long = sum(length > max_length for length in self.lengths)

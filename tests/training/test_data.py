@@ -225,3 +225,17 @@ def test_hd_batch_trains_through_the_model(llava):
     loss = build_tiny_model(config).train()(**batch).loss
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_max_length_without_room_for_one_image_is_refused(tmp_path):
+    from tokenpacker.processing import TokenPackerProcessor
+    from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
+    from training.data import DataError, check_room_for_an_image
+
+    processor = TokenPackerProcessor(
+        build_tiny_tokenizer(), tiny_image_processor(), tiny_config("mlp2x_gelu", 1)
+    )
+    with pytest.raises(DataError, match=r"model_max_length=512 cannot hold one image.*576 visual tokens"):
+        check_room_for_an_image(processor, 512, has_images=True)
+    check_room_for_an_image(processor, 512, has_images=False)
+    check_room_for_an_image(processor, 1024, has_images=True)
