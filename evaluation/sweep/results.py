@@ -30,6 +30,7 @@ from evaluation.sweep.state import (
     read_json,
     write_json,
 )
+from evaluation.synthetic.baselines import chance_levels
 
 SUITE_DISTRIBUTION = "tokenpacker-suite"
 RECORDED_PACKAGES = (
@@ -229,7 +230,17 @@ def collect_results(
         finished.extend(cell_records(cell, rows, state, stage_timings(state)))
     if sweep_timings:
         finished = [_with_timings(record, sweep_timings) for record in finished]
-    return records_to_frame(finished)
+    return with_chance_levels(records_to_frame(finished))
+
+
+def with_chance_levels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the optional `chance` column (a uniform guess's score, synthetic tasks only) that reports
+    print beside each score; other tasks get a missing value, never 0."""
+    levels = chance_levels()
+    chance = [
+        levels.get(task, {}).get(metric) for task, metric in zip(frame["task"], frame["metric"], strict=True)
+    ]
+    return frame.assign(chance=pd.array(chance, dtype="Float64").astype("float64"))
 
 
 def _metrics_by_task(records: Iterable[ResultRecord]) -> dict[str, list[str]]:

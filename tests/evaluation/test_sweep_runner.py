@@ -60,7 +60,7 @@ def test_a_sweep_writes_one_tidy_record_per_cell_task_and_metric(tmp_path, fakes
     outcome = run_sweep(load_spec(write_spec(tmp_path)), out, stages=fakes.make_stages(log), progress=False)
 
     table = read_results_table(out)
-    assert list(table.columns) == list(RESULT_COLUMNS)
+    assert list(table.columns) == [*RESULT_COLUMNS, "chance"]
     assert not table.duplicated(["cell_id", "task", "metric"]).any()
     cells = ["mlp2x_gelu-seed0", "tokenpacker-s2-seed0", "tokenpacker-s4-seed0", "avgpool-s3-hd9-seed0"]
     assert sorted(set(table["cell_id"])) == sorted(cells)
