@@ -29,7 +29,7 @@ def test_ci_runs_the_readme_commands():
         [
             "bash",
             "-c",
-            f"source <(sed -n '/^readme_command()/,/^}}/p' .ci/run); readme_command tests; readme_command smoke",
+            "source <(sed -n '/^readme_command()/,/^}/p' .ci/run); readme_command tests; readme_command smoke",
         ],
         cwd=ROOT,
         capture_output=True,
