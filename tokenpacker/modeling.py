@@ -27,7 +27,7 @@ from tokenpacker.projectors import (
     check_scale_factor,
     effective_scale_factor,
 )
-from tokenpacker.vision import VisionTower, check_layer_indices, patch_grid
+from tokenpacker.vision import CLIP_VIT_L_14_336, VisionTower, check_layer_indices, patch_grid
 
 IMAGE_TOKEN_ID = -200  # LLaVA's IMAGE_TOKEN_INDEX: never a vocabulary id, so no embedding is resized.
 IGNORE_INDEX = -100
@@ -43,16 +43,7 @@ class TokenPackerConfig(PreTrainedConfig):
         "vision_config": SubConfigSpec(
             config_class=AutoConfig,
             model_type="clip_vision_model",
-            init_kwargs={
-                "hidden_size": 1024,
-                "intermediate_size": 4096,
-                "num_hidden_layers": 24,
-                "num_attention_heads": 16,
-                "image_size": 336,
-                "patch_size": 14,
-                "projection_dim": 768,
-                "hidden_act": "quick_gelu",
-            },
+            init_kwargs=dict(CLIP_VIT_L_14_336),
         ),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
     }

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
+
+# CLIP ViT-L/14 at 336 px, the tower of LLaVA-1.5 and TokenPacker (the released config's fields).
+CLIP_VIT_L_14_336: Mapping[str, object] = MappingProxyType(
+    {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "image_size": 336,
+        "patch_size": 14,
+        "projection_dim": 768,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+    }
+)
 
 
 def patch_grid(vision_config: CLIPVisionConfig) -> int:

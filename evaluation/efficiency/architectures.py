@@ -10,21 +10,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from tokenpacker.modeling import TokenPackerConfig
+from tokenpacker.vision import CLIP_VIT_L_14_336 as CLIP_VISION
 
-CLIP_VIT_L_14_336: Mapping[str, object] = MappingProxyType(
-    {
-        "model_type": "clip_vision_model",
-        "hidden_size": 1024,
-        "intermediate_size": 4096,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "image_size": 336,
-        "patch_size": 14,
-        "projection_dim": 768,
-        "hidden_act": "quick_gelu",
-        "layer_norm_eps": 1e-5,
-    }
-)
+CLIP_VIT_L_14_336: Mapping[str, object] = MappingProxyType({"model_type": "clip_vision_model", **CLIP_VISION})
 
 _VICUNA_COMMON = {
     "model_type": "llama",
