@@ -20,8 +20,9 @@ from lmms_eval.tasks import TaskManager
 from lmms_eval.utils import get_datetime_str
 
 from evaluation.lmms_plugin import MODEL_NAME
-from evaluation.model import check_suite_checkpoint, parse_dtype
+from evaluation.model import parse_dtype
 from evaluation.tasks import DATA_ROOT_ENV, TASKS_DIR
+from tokenpacker.checkpoints import check_suite_checkpoint
 
 
 def evaluate(

@@ -8,10 +8,8 @@ and returns text or (negative log-likelihood, is-greedy) pairs in the order it w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -23,35 +21,13 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from tokenpacker.checkpoints import check_suite_checkpoint
 from tokenpacker.conversation import IMAGE_PLACEHOLDER, ConversationTemplate, get_template
-from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM, default_attn_implementation
+from tokenpacker.modeling import TokenPackerForCausalLM, default_attn_implementation
 from tokenpacker.processing import ImageInput, TokenPackerProcessor, pad_sequences
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_MAX_NEW_TOKENS = 1024  # lmms-eval's built-in models use this when a task sets none
-CHECKPOINT_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
-
-
-def check_suite_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder, or one clear error saying why it is not a suite model."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(folder)!r} does not exist; pass a checkpoint folder saved by the suite"
-        )
-    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(
-            f"{str(folder)!r} is not a suite checkpoint: it lacks {', '.join(missing)}; "
-            "pass a folder written by `tokenpacker train` or tokenpacker.tiny.save_tiny_checkpoint"
-        )
-    model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    if model_type != TokenPackerConfig.model_type:
-        raise ValueError(
-            f"{str(folder)!r} holds a {model_type!r} model, not a suite model ({TokenPackerConfig.model_type!r}); "
-            "convert original LLaVA/TokenPacker weights with tokenpacker.checkpoints first"
-        )
-    return folder
 
 
 def parse_dtype(name: str) -> torch.dtype:

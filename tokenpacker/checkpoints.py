@@ -35,6 +35,35 @@ class CheckpointError(ValueError):
     """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
 
+# What a suite checkpoint folder holds besides its weights: model, tokenizer and image processor configs.
+SUITE_CHECKPOINT_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def check_suite_checkpoint(path: str | Path) -> Path:
+    """The folder, or one clear error saying why it is not a suite checkpoint (checked before any loading)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"model folder {str(folder)!r} does not exist, so it is not a checkpoint folder; "
+            "pass a checkpoint folder saved by the suite (e.g. `tokenpacker tiny --out FOLDER`)"
+        )
+    if (folder / "config.json").is_file():
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        if model_type != TokenPackerConfig.model_type:
+            raise ValueError(
+                f"{str(folder)!r} holds a {model_type!r} model, not a suite model (model_type {model_type!r}, "
+                f"not {TokenPackerConfig.model_type!r}); convert original LLaVA/TokenPacker weights with "
+                "tokenpacker.checkpoints first"
+            )
+    missing = [name for name in SUITE_CHECKPOINT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{str(folder)!r} is not a suite checkpoint: it lacks {', '.join(missing)}; "
+            "pass a folder written by `tokenpacker train` or tokenpacker.tiny.save_tiny_checkpoint"
+        )
+    return folder
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .bin / .safetensors file or of every weight shard in a folder."""
     path = Path(path)

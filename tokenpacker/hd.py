@@ -95,6 +95,12 @@ def select_grid(height: int, width: int, patch_num: int, cell_size: int = 336) -
     return candidates[best]
 
 
+def crops_for_grid(rows: int, cols: int) -> int:
+    """Vision tower inputs of one HD image: the cells, plus the global view when there is more than one."""
+    cells = rows * cols
+    return cells + 1 if cells > 1 else 1
+
+
 def tokens_for_grid(rows: int, cols: int, tokens_per_crop: int) -> int:
     """LLM input length of one HD image: cells' tokens, a "," between neighbours, a "\\n" per
     row, then the global view and its "\\n" when there is more than one cell. Works for any
@@ -175,7 +181,7 @@ def hd_layout_index(rows: int, cols: int, tokens_per_crop: int) -> torch.LongTen
     that give the LLM input sequence of one HD image; len == tokens_for_grid(...)."""
     _check_positive(rows=rows, cols=cols, tokens_per_crop=tokens_per_crop)
     cells = rows * cols
-    num_crops = cells + (1 if cells > 1 else 0)
+    num_crops = crops_for_grid(rows, cols)
     comma, newline = num_crops * tokens_per_crop, num_crops * tokens_per_crop + 1
     # Each cell contributes its T token indices and one separator: "," or, after the last
     # cell of a row, "\n".
@@ -196,7 +202,7 @@ def layout_hd_tokens(
     """(n, T, H) projector tokens of one image's crops (global view last) -> (L, H) LLM
     input with the "," and "\\n" embeddings (each (H,)) placed as hd_layout_index says."""
     num_crops, tokens_per_crop, hidden = crop_tokens.shape
-    expected = rows * cols + (1 if rows * cols > 1 else 0)
+    expected = crops_for_grid(rows, cols)
     if num_crops != expected:
         raise ValueError(
             f"crop_tokens has {num_crops} crops but a {rows}x{cols} grid needs {expected} "

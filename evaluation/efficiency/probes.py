@@ -24,6 +24,7 @@ from evaluation.efficiency.latency import generate_exactly, time_generation
 from evaluation.efficiency.memory import PeakMemoryMeter, kv_cache_mb_per_1k_tokens
 from evaluation.efficiency.tokens import ImageSize, paper_image_size, resolve_image_size, visual_tokens
 from evaluation.records import EFFICIENCY_METRICS
+from tokenpacker.checkpoints import check_suite_checkpoint
 from tokenpacker.conversation import IMAGE_PLACEHOLDER
 from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM, default_attn_implementation
 from tokenpacker.processing import ImageInput, TokenPackerProcessor
@@ -47,19 +48,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_checkpoint_config(model_path: Path) -> TokenPackerConfig:
-    """The checkpoint's config, checked to be a suite (TokenPacker LLaVA) checkpoint folder."""
-    if not (Path(model_path) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{model_path}: not a checkpoint folder (no config.json); give a folder written by save_pretrained, "
-            "e.g. with `tokenpacker tiny --out FOLDER`"
-        )
-    config = AutoConfig.from_pretrained(model_path)
-    if not isinstance(config, TokenPackerConfig):
-        raise ValueError(
-            f"{model_path}: config.json has model_type {config.model_type!r}, not "
-            f"{TokenPackerConfig.model_type!r}; give a TokenPacker suite checkpoint"
-        )
-    return config
+    """The config of a folder checked to be a suite (TokenPacker LLaVA) checkpoint."""
+    return AutoConfig.from_pretrained(check_suite_checkpoint(model_path))
 
 
 def probe_input_ids(processor: TokenPackerProcessor, image: ImageInput, text_tokens: int) -> list[int]:

@@ -6,7 +6,7 @@ Image sizes are (height, width) in the pixels of the model's own vision tower in
 
 from __future__ import annotations
 
-from tokenpacker.hd import ORIGINAL_CELL_SIZE, select_grid, tokens_for_grid
+from tokenpacker.hd import ORIGINAL_CELL_SIZE, crops_for_grid, select_grid, tokens_for_grid
 from tokenpacker.modeling import TokenPackerConfig
 
 ImageSize = tuple[int, int]  # (height, width) in pixels
@@ -53,9 +53,7 @@ def visual_tokens(config: TokenPackerConfig, image_size: ImageSize | None = None
 
 def crops_per_image(config: TokenPackerConfig, image_size: ImageSize | None = None) -> int:
     """Vision tower inputs per image: the HD cells plus a global view when there is more than one cell."""
-    rows, cols = hd_grid(config, image_size)
-    cells = rows * cols
-    return cells + 1 if cells > 1 else 1
+    return crops_for_grid(*hd_grid(config, image_size))
 
 
 def paper_image_size(config: TokenPackerConfig, image_size: ImageSize | None) -> ImageSize:

@@ -240,7 +240,7 @@ def with_chance_levels(frame: pd.DataFrame) -> pd.DataFrame:
     chance = [
         levels.get(task, {}).get(metric) for task, metric in zip(frame["task"], frame["metric"], strict=True)
     ]
-    return frame.assign(chance=pd.array(chance, dtype="Float64").astype("float64"))
+    return frame.assign(chance=pd.Series(chance, index=frame.index, dtype="float64"))
 
 
 def _metrics_by_task(records: Iterable[ResultRecord]) -> dict[str, list[str]]:
