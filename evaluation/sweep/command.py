@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evaluation.records import RESULTS_CSV, RESULTS_PARQUET
 from evaluation.sweep.check import DEFAULT_TOLERANCE, check_results, read_baseline, write_baseline
-from evaluation.sweep.launchers import LAUNCHERS, make_launcher
+from evaluation.sweep.launchers import LAUNCHERS, make_launcher, resolve_jobs
 from evaluation.sweep.runner import SweepOutcome, cell_statuses, run_sweep
 from evaluation.sweep.spec import DEFAULT_SPEC, builtin_spec_names, load_spec, select_cells
 from evaluation.sweep.stages import REAL_STAGES, Stages
@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: cells one after another here (default); slurm: one Slurm job per cell via submitit",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="local launcher: cells at a time, each in its own process with its share of the CPU cores "
+        "(default: the spec's `jobs`, 1 unless it says otherwise)",
+    )
+    parser.add_argument(
         "--check",
         type=Path,
         metavar="BASELINE",
@@ -68,9 +75,10 @@ def run(args: argparse.Namespace, *, stages: Stages = REAL_STAGES) -> int:
     if args.dry_run:
         print(dry_run_listing(cell_statuses(spec, out_dir), select_cells(spec, args.only)))
         return 0
-    outcome = run_sweep(
-        spec, out_dir, stages=stages, only=args.only, launcher=make_launcher(args.launcher, spec.slurm)
-    )
+    pending = len(select_cells(spec, args.only))
+    jobs = resolve_jobs(args.jobs if args.jobs is not None else spec.jobs, pending)
+    launcher = make_launcher(args.launcher, spec.slurm, jobs)
+    outcome = run_sweep(spec, out_dir, stages=stages, only=args.only, launcher=launcher)
     print_outcome(outcome)
     status = 1 if outcome.failed or outcome.report_error else 0
     if args.write_baseline is not None:

@@ -7,8 +7,12 @@ rules are the same everywhere: a cell finished on the cluster is never redone lo
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,9 +40,29 @@ class Launcher(Protocol):
     ) -> list[CellRun]: ...
 
 
+def resolve_jobs(jobs: int | None, cells: int) -> int:
+    """`None` means one job per CPU core (at most one per cell): tiny CPU cells use cores better side
+    by side, one thread each, than one cell using every core."""
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    return max(1, min(jobs, cells))
+
+
+def limit_threads(threads: int) -> None:
+    """Worker start-up: share the cores between the workers instead of each taking all of them."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class LocalLauncher:
-    """Cells one after another in this process (models and libraries are loaded once, not per cell)."""
+    """Cells on this machine: one after another in this process (jobs=1), or `jobs` at a time in
+    worker processes that split the CPU cores between them."""
+
+    jobs: int = 1
 
     def run(
         self,
@@ -48,10 +72,24 @@ class LocalLauncher:
         stages: Stages,
         progress: bool,
     ) -> list[CellRun]:
-        return [
-            run_cell(cell, out_dir, world, stages, gpus=0, progress=progress)
-            for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress)
-        ]
+        if self.jobs == 1 or len(cells) <= 1:
+            return [
+                run_cell(cell, out_dir, world, stages, gpus=0, progress=progress)
+                for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress)
+            ]
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with ProcessPoolExecutor(
+            max_workers=self.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=limit_threads,
+            initargs=(threads,),
+        ) as pool:
+            futures = [pool.submit(run_cell, cell, out_dir, world, stages, 0, False) for cell in cells]
+            for _ in tqdm(
+                as_completed(futures), total=len(futures), desc="cells", unit="cell", disable=not progress
+            ):
+                pass
+        return [worker_result(future, cell, out_dir) for future, cell in zip(futures, cells, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,14 @@ class SubmititLauncher:
         return runs
 
 
+def worker_result(future: Future, cell: CellConfig, out_dir: Path) -> CellRun:
+    """A cell's run, or the cell marked failed when its worker process died under it."""
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        return record_lost_job(cell, out_dir, "local worker", exc)
+
+
 def executor_parameters(slurm: SlurmOptions) -> dict[str, Any]:
     """submitit's parameters for one cell job: one node, one task; Slurm-only options prefixed `slurm_`."""
     parameters: dict[str, Any] = {
@@ -139,9 +185,9 @@ def record_lost_job(cell: CellConfig, out_dir: Path, job_id: str, exc: Exception
     return CellRun(cell.cell_id, "failed", message, {})
 
 
-def make_launcher(name: str, slurm: SlurmOptions) -> Launcher:
+def make_launcher(name: str, slurm: SlurmOptions, jobs: int = 1) -> Launcher:
     if name == "local":
-        return LocalLauncher()
+        return LocalLauncher(jobs)
     if name == "slurm":
         if shutil.which("sbatch") is None:
             raise FileNotFoundError(

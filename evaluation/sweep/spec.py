@@ -59,6 +59,7 @@ TOP_LEVEL_KEYS = (
     "efficiency",
     "report",
     "slurm",
+    "jobs",
     "axes",
     "groups",
 )
@@ -201,6 +202,7 @@ class SweepSpec:
     report: ReportOptions | None
     slurm: SlurmOptions
     cells: tuple[CellConfig, ...]
+    jobs: int | None = 1  # cells at a time with the local launcher; None: one per CPU core
 
     def cell(self, cell_id: str) -> CellConfig:
         return next(cell for cell in self.cells if cell.cell_id == cell_id)
@@ -263,6 +265,7 @@ def parse_spec(raw: Any, source: Path) -> SweepSpec:
     efficiency = _efficiency(raw.get("efficiency", {}), where)
     report = _options(ReportOptions, raw.get("report", {}), f"{where}: report")
     slurm = _options(SlurmOptions, raw.get("slurm", {}), f"{where}: slurm") or SlurmOptions()
+    jobs = _jobs(raw.get("jobs", 1), where)
     recipe = _recipe(raw.get("recipe"), source)
     recipe_overrides = raw.get("recipe_overrides") or {}
     if not isinstance(recipe_overrides, dict):
@@ -297,7 +300,16 @@ def parse_spec(raw: Any, source: Path) -> SweepSpec:
         report=report,
         slurm=slurm,
         cells=tuple(cells),
+        jobs=jobs,
     )
+
+
+def _jobs(raw: Any, where: str) -> int | None:
+    if raw == "auto":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise SweepSpecError(f"{where}: jobs must be a whole number of at least 1 or 'auto', not {raw!r}")
+    return raw
 
 
 def _recipe(raw: Any, source: Path) -> str | None:

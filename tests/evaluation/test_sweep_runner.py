@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from evaluation.records import RESULT_COLUMNS, atomic_write, read_results_table
-from evaluation.sweep.launchers import SubmititLauncher
+from evaluation.sweep.launchers import LocalLauncher, SubmititLauncher, resolve_jobs
 from evaluation.sweep.runner import cell_statuses, run_sweep, sweep_lock
 from evaluation.sweep.spec import SweepSpecError, load_spec
 from evaluation.sweep.state import CELLS_FOLDER, read_cell_state, write_json
@@ -310,6 +310,42 @@ def test_the_slurm_launcher_runs_each_cell_as_a_submitit_job(tmp_path, fakes):
     )  # same resume rules across launchers
     assert [r.cell_id for r in local.runs] == ["mlp2x_gelu-seed0", "avgpool-s3-hd9-seed0"]
     assert not any("tokenpacker" in call for call in fakes.calls(log)[before:])
+
+
+def test_local_jobs_run_cells_side_by_side_in_worker_processes(tmp_path, fakes):
+    """Two workers: each cell runs once, in a process other than this one, and results equal a serial run."""
+    log, out = tmp_path / "calls.log", tmp_path / "out"
+    spec = load_spec(write_spec(tmp_path))
+    outcome = run_sweep(
+        spec, out, stages=fakes.make_stages(log, fail="avgpool-*"), launcher=LocalLauncher(2), progress=False
+    )
+
+    assert [r.cell_id for r in outcome.runs] == [c.cell_id for c in spec.cells]  # in spec order
+    assert outcome.failed == ("avgpool-s3-hd9-seed0",)
+    trained = Counter(c.split()[1] for c in fakes.calls(log) if c.startswith("train"))
+    assert sorted(trained) == sorted(c.cell_id for c in spec.cells) and set(trained.values()) == {1}
+    serial = run_sweep(
+        spec, tmp_path / "serial", stages=fakes.make_stages(log, fail="avgpool-*"), progress=False
+    )
+    columns = ["cell_id", "task", "metric", "value"]
+    assert (
+        outcome.results[columns]
+        .sort_values(columns)
+        .reset_index(drop=True)
+        .equals(serial.results[columns].sort_values(columns).reset_index(drop=True))
+    )
+
+
+def test_jobs_default_to_one_per_core_and_never_exceed_the_cells(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert (resolve_jobs(None, 8), resolve_jobs(None, 1), resolve_jobs(4, 3), resolve_jobs(1, 8)) == (
+        2,
+        1,
+        3,
+        1,
+    )
+    with pytest.raises(ValueError, match="--jobs must be at least 1"):
+        resolve_jobs(0, 8)
 
 
 @pytest.mark.slow  # submitit waits 15 s for the result file of a job that died

@@ -118,11 +118,21 @@ def test_a_bad_value_is_rejected_naming_the_cell(tmp_path, group, cell, message)
             "appears twice",
         ),
         ({"recipe": None, "groups": [{"projector": "mlp2x_gelu"}]}, "needs a recipe"),
+        ({"jobs": 0}, "jobs must be a whole number of at least 1 or 'auto', not 0"),
+        ({"jobs": "all"}, "jobs must be a whole number"),
     ],
 )
 def test_a_bad_spec_is_rejected_before_anything_runs(tmp_path, fields, message):
     with pytest.raises(SweepSpecError, match=message):
         load_spec(write_spec(tmp_path, **fields))
+
+
+def test_jobs_default_to_one_and_auto_means_one_per_core(tmp_path):
+    groups = [{"projector": "mlp2x_gelu"}]
+    assert load_spec(write_spec(tmp_path, groups=groups)).jobs == 1
+    assert load_spec(write_spec(tmp_path, groups=groups, jobs=3)).jobs == 3
+    assert load_spec(write_spec(tmp_path, groups=groups, jobs="auto")).jobs is None
+    assert load_spec("tiny").jobs is None and load_spec("smoke").jobs is None  # tiny CPU cells side by side
 
 
 def test_a_checkpoint_cell_takes_its_config_from_the_checkpoint(tmp_path):
