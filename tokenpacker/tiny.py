@@ -16,7 +16,7 @@ from transformers import CLIPImageProcessor, PreTrainedTokenizerFast
 from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM
 
 TINY_IMAGE_SIZE = 48
-TINY_VOCAB_SIZE = 512
+TINY_VOCAB_SIZE = 768  # the corpus below yields about 660 tokens; the rest stay unused
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

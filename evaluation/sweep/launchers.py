@@ -10,9 +10,10 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +58,22 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def quiet_children() -> Iterator[None]:
+    """Worker processes started inside inherit TQDM_DISABLE: the cells' own progress bars (Trainer,
+    lmms-eval) side by side would garble the terminal, where the sweep's bar counts finished cells.
+    tqdm reads it when imported, so it must be in the environment the workers start with."""
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
 @dataclass(frozen=True)
 class LocalLauncher:
     """Cells on this machine: one after another in this process (jobs=1), or `jobs` at a time in
@@ -84,7 +101,8 @@ class LocalLauncher:
             initializer=limit_threads,
             initargs=(threads,),
         ) as pool:
-            futures = [pool.submit(run_cell, cell, out_dir, world, stages, 0, False) for cell in cells]
+            with quiet_children():  # the pool starts its workers on submit
+                futures = [pool.submit(run_cell, cell, out_dir, world, stages, 0, False) for cell in cells]
             for _ in tqdm(
                 as_completed(futures), total=len(futures), desc="cells", unit="cell", disable=not progress
             ):
