@@ -14,6 +14,7 @@ import yaml
 from evaluation.records import read_results_table
 from evaluation.sweep import command
 from evaluation.sweep.check import BaselineEntry, BaselineError, check_results, read_baseline, write_baseline
+from evaluation.sweep.spec import load_spec
 
 HERE = Path(__file__).resolve().parent
 GROUPS = [{"projector": "mlp2x_gelu"}, {"projector": "tokenpacker", "scale_factor": [2, 4]}]
@@ -241,3 +242,20 @@ def test_the_slurm_launcher_needs_a_slurm_machine(tmp_path, monkeypatch, fakes):
     with pytest.raises(FileNotFoundError, match="no sbatch on PATH"):
         command.run(args, stages=fakes.make_stages(tmp_path / "log"))
     assert not (tmp_path / "log").exists()
+
+
+def test_jobs_below_one_are_refused_before_the_sweep_runs(tmp_path, fakes):
+    args = parse(str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--jobs", "0")
+    with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
+        command.run(args, stages=fakes.make_stages(tmp_path / "log"))
+    assert not (tmp_path / "log").exists() and not (tmp_path / "out").exists()
+
+
+def test_jobs_run_the_cells_in_worker_processes(tmp_path, fakes, capsys):
+    log = tmp_path / "log"
+    args = parse(str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--jobs", "2")
+    assert command.run(args, stages=fakes.make_stages(log)) == 0
+    assert sorted(c for c in fakes.calls(log) if c.startswith("train")) == sorted(
+        f"train {cell.cell_id}" for cell in load_spec(write_spec(tmp_path)).cells
+    )
+    assert "Report:" in capsys.readouterr().out
