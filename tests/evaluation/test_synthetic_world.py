@@ -293,7 +293,8 @@ def test_default_world_builds_in_seconds(tmp_path):
     world = build_world(tmp_path, "default", seed=0)
     assert time.perf_counter() - started < 60
     assert world.manifest["stage2"]["samples"] >= 1000
-    assert all(200 <= world.manifest["eval"][task]["questions"] for task in EVAL_TASKS)
+    assert all(100 <= world.manifest["eval"][task]["questions"] for task in EVAL_TASKS)
+    assert sum(world.manifest["eval"][task]["questions"] for task in EVAL_TASKS) == 647
 
 
 # ---------------------------------------------------------------- bad input
