@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--launcher",
         choices=LAUNCHERS,
         default="local",
-        help="local: cells one after another here (default); slurm: one Slurm job per cell via submitit",
+        help="local: cells on this machine (default; see --jobs); slurm: one Slurm job per cell via submitit",
     )
     parser.add_argument(
         "--jobs",
