@@ -1,0 +1,162 @@
+"""How fast the tiny recipe learns each question kind of a synthetic world: accuracy per kind against
+stage-2 steps.
+
+Stage 2 as the suite trains it (vision tower frozen, projector + LLM trained, AdamW, warm-up then
+cosine) on the world's stage2.json, from a freshly initialised tiny model. Every `--every` steps
+the model answers up to `--per-kind` evaluation questions of each kind (the world's own rows, in
+the prompts lmms-eval builds), scored by teacher forcing: right when every answer token is the
+argmax. That is exact match without a decoding loop, so the curves cost seconds. Each kind's chance
+level (a uniform guess) is printed beside it; a kind whose row stays near it is not being learnt.
+
+Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
+--scale-factor 4] [--steps 300 --every 50] [--threads 1]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from evaluation.synthetic import build_world
+from evaluation.synthetic.formats import answer, prompt
+from evaluation.synthetic.questions import EVAL_TASKS, KINDS
+from evaluation.synthetic.world import EVAL_QUESTIONS_FILE, EVAL_SCENES_FILE, World
+from tokenpacker.modeling import IGNORE_INDEX
+from training.collator import MultimodalCollator
+from training.data import LlavaDataset
+from training.model import build_model, set_trained_parts
+from training.recipe import ModelRecipe
+
+TEMPLATE = "vicuna_v1"
+MAX_LENGTH = 1024  # room for the MLP's 576 visual tokens
+
+
+def probe_records(world: World, per_kind: int) -> tuple[list[dict], list[str]]:
+    """Single-turn LLaVA records of up to `per_kind` evaluation rows per kind, and each one's kind."""
+    records, kinds = [], []
+    for task in EVAL_TASKS:
+        folder = world.eval_root / task
+        kind_of_image = {
+            scene["image"]: scene["kind"]
+            for scene in map(json.loads, (folder / EVAL_SCENES_FILE).read_text().splitlines())
+        }
+        taken: dict[str, int] = defaultdict(int)
+        for row in map(json.loads, (folder / EVAL_QUESTIONS_FILE).read_text().splitlines()):
+            kind = f"{task}/{kind_of_image[row['image']]}"
+            if taken[kind] == per_kind:
+                continue
+            taken[kind] += 1
+            turns = [
+                {"from": "human", "value": f"<image>\n{prompt(task, row)}"},
+                {"from": "gpt", "value": answer(task, row)},
+            ]
+            records.append(
+                {"id": str(len(records)), "image": str(folder / row["image"]), "conversations": turns}
+            )
+            kinds.append(kind)
+    return records, kinds
+
+
+@torch.no_grad()
+def accuracy_by_kind(model, dataset: LlavaDataset, kinds: list[str], collate, batch: int) -> dict[str, float]:
+    model.eval()
+    right: dict[str, list[bool]] = defaultdict(list)
+    for start in range(0, len(dataset), batch):
+        indices = range(start, min(start + batch, len(dataset)))
+        inputs = collate([dataset[i] for i in indices])
+        labels = inputs.pop("labels")[:, 1:]
+        predicted = model(**inputs).logits[:, :-1].argmax(-1)
+        exact = ((predicted == labels) | (labels == IGNORE_INDEX)).all(dim=1)
+        for index, ok in zip(indices, exact.tolist(), strict=True):
+            right[kinds[index]].append(ok)
+    model.train()
+    return {kind: sum(oks) / len(oks) for kind, oks in right.items()}
+
+
+def chance_by_kind() -> dict[str, float]:
+    return {f"{kind.task}/{kind.name}": 1 / kind.answers for kind in KINDS}
+
+
+def print_curves(curves: dict[int, dict[str, float]], losses: dict[int, float]) -> None:
+    chance = chance_by_kind()
+    steps = sorted(curves)
+    print(f"{'kind':42s} {'chance':>6s} " + " ".join(f"{s:>6d}" for s in steps))
+    for kind in sorted(curves[steps[0]]):
+        cells = " ".join(f"{curves[s][kind]:6.2f}" for s in steps)
+        print(f"{kind:42s} {chance[kind]:6.2f} {cells}")
+    print(f"{'mean training loss since the last column':49s} " + " ".join(f"{losses[s]:6.3f}" for s in steps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="default", help="synthetic world preset (default: %(default)s)")
+    parser.add_argument(
+        "--world-root", type=Path, help="where worlds are cached (default: a temporary folder)"
+    )
+    parser.add_argument("--projector", default="tokenpacker")
+    parser.add_argument("--scale-factor", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=10, help="linear warm-up steps before the cosine decay")
+    parser.add_argument("--per-kind", type=int, default=40, help="evaluation questions per kind")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        world = build_world(args.world_root or Path(scratch) / "worlds", args.preset, args.seed)
+        model, processor = build_model(
+            ModelRecipe(source="tiny", projector_type=args.projector, scale_factor=args.scale_factor)
+        )
+        set_trained_parts(model, 2)
+        train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
+        records, kinds = probe_records(world, args.per_kind)
+        probe_json = Path(scratch) / "probe.json"
+        probe_json.write_text(json.dumps(records))
+        probe = LlavaDataset(probe_json, "/", processor, TEMPLATE, MAX_LENGTH)
+
+        collate = MultimodalCollator(processor.tokenizer.pad_token_id)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: min(1.0, (s + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * s / args.steps)),
+        )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed)).tolist()
+        curves: dict[int, dict[str, float]] = {}
+        losses: dict[int, float] = {}
+        window: list[float] = []
+        model.train()
+        for step in tqdm(range(1, args.steps + 1), desc="stage-2 steps", unit="step"):
+            start = ((step - 1) * args.batch) % len(order)
+            batch = (order + order)[start : start + args.batch]
+            loss = model(**collate([train[i] for i in batch])).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            window.append(loss.item())
+            if step % args.every == 0 or step == args.steps:
+                curves[step] = accuracy_by_kind(model, probe, kinds, collate, batch=32)
+                losses[step], window = sum(window) / len(window), []
+    print(
+        f"\n{args.projector} s={args.scale_factor} on the {args.preset} world: teacher-forced exact match per "
+        f"kind ({args.per_kind} questions each) after N stage-2 steps of batch {args.batch}, lr {args.lr:g}"
+    )
+    print_curves(curves, losses)
+
+
+if __name__ == "__main__":
+    main()
