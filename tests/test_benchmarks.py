@@ -1,0 +1,23 @@
+"""The learnability benchmark end to end on the smoke world: one row per question kind, with its chance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from evaluation.synthetic.questions import KINDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), "--preset", "smoke"]
+    command += ["--world-root", str(tmp_path), "--steps", "2", "--every", "1", "--per-kind", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.startswith("syn_")}
+    assert set(rows) == {f"{kind.task}/{kind.name}" for kind in KINDS}
+    for kind in KINDS:
+        chance, *accuracies = rows[f"{kind.task}/{kind.name}"]
+        assert float(chance) == round(1 / kind.answers, 2) and len(accuracies) == 2
+        assert all(0.0 <= float(a) <= 1.0 for a in accuracies)
