@@ -5,8 +5,9 @@ Stage 2 as the suite trains it (vision tower frozen, projector + LLM trained, Ad
 cosine) on the world's stage2.json, from a freshly initialised tiny model. Every `--every` steps
 the model answers up to `--per-kind` evaluation questions of each kind (the world's own rows, in
 the prompts lmms-eval builds), scored by teacher forcing: right when every answer token is the
-argmax. That is exact match without a decoding loop, so the curves cost seconds. Each kind's chance
-level (a uniform guess) is printed beside it; a kind whose row stays near it is not being learnt.
+argmax. That is exact match without a decoding loop, so the curves cost seconds. Beside each kind are
+its chance level (a uniform guess) and its majority level (always the most common answer among the
+questions asked); a kind whose row stays at or below the higher of the two is not being learnt.
 
 Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
 --scale-factor 4] [--steps 300 --every 50] [--threads 1]`.
@@ -18,7 +19,7 @@ import argparse
 import json
 import math
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -38,9 +39,11 @@ TEMPLATE = "vicuna_v1"
 MAX_LENGTH = 1024  # room for the MLP's 576 visual tokens
 
 
-def probe_records(world: World, per_kind: int) -> tuple[list[dict], list[str]]:
-    """Single-turn LLaVA records of up to `per_kind` evaluation rows per kind, and each one's kind."""
+def probe_records(world: World, per_kind: int) -> tuple[list[dict], list[str], dict[str, float]]:
+    """Single-turn LLaVA records of up to `per_kind` evaluation rows per kind, each one's kind, and
+    each kind's majority level among them."""
     records, kinds = [], []
+    answers: dict[str, list[str]] = defaultdict(list)
     for task in EVAL_TASKS:
         folder = world.eval_root / task
         kind_of_image = {
@@ -61,7 +64,9 @@ def probe_records(world: World, per_kind: int) -> tuple[list[dict], list[str]]:
                 {"id": str(len(records)), "image": str(folder / row["image"]), "conversations": turns}
             )
             kinds.append(kind)
-    return records, kinds
+            answers[kind].append(turns[1]["value"])
+    majority = {kind: Counter(given).most_common(1)[0][1] / len(given) for kind, given in answers.items()}
+    return records, kinds, majority
 
 
 @torch.no_grad()
@@ -84,14 +89,16 @@ def chance_by_kind() -> dict[str, float]:
     return {f"{kind.task}/{kind.name}": 1 / kind.answers for kind in KINDS}
 
 
-def print_curves(curves: dict[int, dict[str, float]], losses: dict[int, float]) -> None:
+def print_curves(
+    curves: dict[int, dict[str, float]], losses: dict[int, float], majority: dict[str, float]
+) -> None:
     chance = chance_by_kind()
     steps = sorted(curves)
-    print(f"{'kind':42s} {'chance':>6s} " + " ".join(f"{s:>6d}" for s in steps))
+    print(f"{'kind':38s} {'chance':>6s} {'major.':>6s} " + " ".join(f"{s:>6d}" for s in steps))
     for kind in sorted(curves[steps[0]]):
         cells = " ".join(f"{curves[s][kind]:6.2f}" for s in steps)
-        print(f"{kind:42s} {chance[kind]:6.2f} {cells}")
-    print(f"{'mean training loss since the last column':49s} " + " ".join(f"{losses[s]:6.3f}" for s in steps))
+        print(f"{kind:38s} {chance[kind]:6.2f} {majority[kind]:6.2f} {cells}")
+    print(f"{'mean training loss since the last column':52s} " + " ".join(f"{losses[s]:6.3f}" for s in steps))
 
 
 def main() -> None:
@@ -121,7 +128,7 @@ def main() -> None:
         )
         set_trained_parts(model, 2)
         train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
-        records, kinds = probe_records(world, args.per_kind)
+        records, kinds, majority = probe_records(world, args.per_kind)
         probe_json = Path(scratch) / "probe.json"
         probe_json.write_text(json.dumps(records))
         probe = LlavaDataset(probe_json, "/", processor, TEMPLATE, MAX_LENGTH)
@@ -155,7 +162,7 @@ def main() -> None:
         f"\n{args.projector} s={args.scale_factor} on the {args.preset} world: teacher-forced exact match per "
         f"kind ({args.per_kind} questions each) after N stage-2 steps of batch {args.batch}, lr {args.lr:g}"
     )
-    print_curves(curves, losses)
+    print_curves(curves, losses, majority)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The learnability benchmark end to end on the smoke world: one row per question kind, with its chance."""
+"""The learnability benchmark end to end on the smoke world: one row per question kind, with its chance and majority levels."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path):
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.startswith("syn_")}
     assert set(rows) == {f"{kind.task}/{kind.name}" for kind in KINDS}
     for kind in KINDS:
-        chance, *accuracies = rows[f"{kind.task}/{kind.name}"]
-        assert float(chance) == round(1 / kind.answers, 2) and len(accuracies) == 2
+        chance, majority, *accuracies = rows[f"{kind.task}/{kind.name}"]
+        assert float(chance) == round(1 / kind.answers, 2) and float(majority) == 1.0  # one question per kind
+        assert len(accuracies) == 2
         assert all(0.0 <= float(a) <= 1.0 for a in accuracies)
