@@ -75,8 +75,7 @@ def run(args: argparse.Namespace, *, stages: Stages = REAL_STAGES) -> int:
     if args.dry_run:
         print(dry_run_listing(cell_statuses(spec, out_dir), select_cells(spec, args.only)))
         return 0
-    pending = len(select_cells(spec, args.only))
-    jobs = resolve_jobs(args.jobs if args.jobs is not None else spec.jobs, pending)
+    jobs = resolve_jobs(args.jobs if args.jobs is not None else spec.jobs)
     launcher = make_launcher(args.launcher, spec.slurm, jobs)
     outcome = run_sweep(spec, out_dir, stages=stages, only=args.only, launcher=launcher)
     print_outcome(outcome)

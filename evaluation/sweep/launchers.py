@@ -41,14 +41,21 @@ class Launcher(Protocol):
     ) -> list[CellRun]: ...
 
 
-def resolve_jobs(jobs: int | None, cells: int) -> int:
-    """`None` means one job per CPU core (at most one per cell): tiny CPU cells use cores better side
-    by side, one thread each, than one cell using every core."""
+def resolve_jobs(jobs: int | None) -> int:
+    """`None` means one job per CPU core: tiny CPU cells use cores better side by side, one thread
+    each, than one cell using every core."""
     if jobs is None:
         jobs = os.cpu_count() or 1
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    return max(1, min(jobs, cells))
+    return jobs
+
+
+def plan_workers(jobs: int, cells: int) -> tuple[int, int]:
+    """(worker processes, torch threads each) for `cells` cells: never more workers than cells,
+    and the CPU cores shared out between the workers."""
+    workers = max(1, min(jobs, cells))
+    return workers, max(1, (os.cpu_count() or 1) // workers)
 
 
 def limit_threads(threads: int) -> None:
@@ -89,14 +96,14 @@ class LocalLauncher:
         stages: Stages,
         progress: bool,
     ) -> list[CellRun]:
-        if self.jobs == 1 or len(cells) <= 1:
+        workers, threads = plan_workers(self.jobs, len(cells))
+        if workers == 1:
             return [
                 run_cell(cell, out_dir, world, stages, gpus=0, progress=progress)
                 for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress)
             ]
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
         with ProcessPoolExecutor(
-            max_workers=self.jobs,
+            max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=limit_threads,
             initargs=(threads,),

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from evaluation.records import RESULT_COLUMNS, atomic_write, read_results_table
-from evaluation.sweep.launchers import LocalLauncher, SubmititLauncher, resolve_jobs
+from evaluation.sweep.launchers import LocalLauncher, SubmititLauncher, plan_workers, resolve_jobs
 from evaluation.sweep.runner import cell_statuses, run_sweep, sweep_lock
 from evaluation.sweep.spec import SweepSpecError, load_spec
 from evaluation.sweep.state import CELLS_FOLDER, read_cell_state, write_json
@@ -338,14 +338,12 @@ def test_local_jobs_run_cells_side_by_side_in_worker_processes(tmp_path, fakes):
 
 def test_jobs_default_to_one_per_core_and_never_exceed_the_cells(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert (resolve_jobs(None, 8), resolve_jobs(None, 1), resolve_jobs(4, 3), resolve_jobs(1, 8)) == (
-        2,
-        1,
-        3,
-        1,
-    )
+    assert (resolve_jobs(None), resolve_jobs(1), resolve_jobs(4)) == (2, 1, 4)
+    workers = [plan_workers(jobs, cells)[0] for jobs, cells in ((2, 8), (2, 1), (4, 3), (1, 8))]
+    assert workers == [2, 1, 3, 1]
+    assert plan_workers(2, 8)[1] == 1 and plan_workers(2, 1)[1] == 2  # the cores shared out
     with pytest.raises(ValueError, match="--jobs must be at least 1"):
-        resolve_jobs(0, 8)
+        resolve_jobs(0)
 
 
 @pytest.mark.slow  # submitit waits 15 s for the result file of a job that died
