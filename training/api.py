@@ -1,13 +1,20 @@
 """The two-stage run as one call, for the CLI and the sweep runner.
 
 Layout of `output_dir`: `recipe.yaml` (the resolved recipe), `stage1/` and `stage2/` (see
-training.stages). Calling again with the same recipe continues where the last call stopped:
-finished stages are skipped, an interrupted stage resumes from its last Trainer checkpoint.
+training.stages), and for a tiny model with a `stage0.data_path`, `stage0-<key>/`: its LLM
+pretrained on text first. Calling again with the same recipe continues where the last call
+stopped: finished stages are skipped, an interrupted stage resumes from its last Trainer checkpoint.
+
+Stage 0 depends only on the LLM's seed and stage 0's own settings (not on the projector), so runs
+that share them can share one stage-0 folder: see `train_language_model`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -39,14 +46,60 @@ def train_two_stages(
     folder = Path(folder)
     resolved = dataclasses.replace(resolved, output_dir=str(folder))
     stages = (2,) if resolved.projector_file else (1, 2)
-    for stage in stages:
+    for stage in (0, *stages) if has_language_stage(resolved) else stages:
         check_stage_inputs(resolved, stage)
     claim_output_dir(resolved, folder)
+    if has_language_stage(resolved):
+        language_model = train_language_model(resolved, folder)
+        resolved = dataclasses.replace(
+            resolved, model=dataclasses.replace(resolved.model, language_model=str(language_model))
+        )
     if resolved.projector_file:
         projector = Path(resolved.projector_file)
     else:
         projector = run_stage(resolved, 1, folder / "stage1") / PROJECTOR_FILE
     return run_stage(resolved, 2, folder / "stage2", projector_file=projector)
+
+
+def has_language_stage(recipe: Recipe) -> bool:
+    """Stage 0 runs for a tiny model with stage-0 data, unless its LLM is already given."""
+    return (
+        recipe.model.source == "tiny"
+        and recipe.stage0.data_path is not None
+        and recipe.model.language_model is None
+    )
+
+
+def language_stage_key(recipe: Recipe) -> str:
+    """What the stage-0 LLM depends on: the seed of the tiny weights and stage 0's settings and data."""
+    settings = dataclasses.asdict(recipe.stage0) | {
+        "data_path": str(recipe.data_location(recipe.stage0.data_path)),
+        "image_folder": None,
+    }
+    payload = json.dumps({"init_seed": recipe.model.init_seed, "stage0": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def language_folder(recipe: Recipe, root: Path) -> Path:
+    return Path(root) / f"stage0-{language_stage_key(recipe)}"
+
+
+def train_language_model(recipe: Recipe, root: Path) -> Path:
+    """Stage 0 into `root/stage0-<key>/`, or the one already there; returns its `final/` checkpoint.
+
+    Concurrent callers with the same key (cells of a sweep) wait on a lock, so one trains and the
+    others reuse its result. The model is built with a fixed projector, so the LLM's initial
+    weights do not depend on the projector a later stage uses.
+    """
+    folder = language_folder(recipe, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    text_only = dataclasses.replace(
+        recipe,
+        model=dataclasses.replace(recipe.model, projector_type="mlp2x_gelu", scale_factor=1, patch_num=None),
+    )
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return run_stage(text_only, 0, folder)
 
 
 def claim_output_dir(recipe: Recipe, folder: Path) -> None:

@@ -3,19 +3,24 @@ which parts train in which stage, and optional LoRA for stage 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 
+from tokenpacker.checkpoints import CheckpointError, read_state_dict
 from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM, default_attn_implementation
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.projectors import build_projector
 from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
 from training.recipe import ModelRecipe
 
-# The submodules each stage trains (DESIGN 2); the vision tower is frozen in both.
-TRAINED_PARTS = {1: ("projector",), 2: ("projector", "language_model")}
+# The submodules each stage trains (DESIGN 2); the vision tower is always frozen. Stage 0 (tiny
+# models only) pretrains the LLM on text, as Vicuna was before LLaVA started from it.
+TRAINED_PARTS = {0: ("language_model",), 1: ("projector",), 2: ("projector", "language_model")}
+LANGUAGE_PREFIX = "language_model."
 
 
 def build_model(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
@@ -27,7 +32,28 @@ def build_model(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPacke
 def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
     config = tiny_config(recipe.projector_type, recipe.scale_factor, patch_num=recipe.patch_num)
     processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
-    return build_tiny_model(config, seed=recipe.init_seed), processor
+    model = build_tiny_model(config, seed=recipe.init_seed)
+    if recipe.language_model is not None:
+        load_language_model(model, Path(recipe.language_model))
+    return model, processor
+
+
+def load_language_model(model: TokenPackerForCausalLM, checkpoint: Path) -> None:
+    """Replace the LLM's weights with those of a suite checkpoint (e.g. a stage-0 `final/`)."""
+    state = read_state_dict(checkpoint)
+    weights = {k.removeprefix(LANGUAGE_PREFIX): v for k, v in state.items() if k.startswith(LANGUAGE_PREFIX)}
+    if not weights:
+        raise CheckpointError(
+            f"{checkpoint} holds no {LANGUAGE_PREFIX}* weights; model.language_model of a tiny model must be a "
+            "suite checkpoint folder such as a stage-0 final/"
+        )
+    try:
+        model.language_model.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"the LLM in {checkpoint} does not fit this tiny model ({first}); pretrain it with the same tiny config"
+        ) from None
 
 
 def build_pretrained(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:

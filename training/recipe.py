@@ -1,7 +1,8 @@
 """Training recipes: YAML files turned into typed dataclasses, with `--key value` overrides.
 
 A recipe names the model to start from (`model:`), the two stages' data and
-hyper-parameters (`stage1:`, `stage2:`) and where to write (`output_dir`). Overrides are
+hyper-parameters (`stage1:`, `stage2:`), an optional stage 0 that pretrains a tiny model's LLM on
+text alone (`stage0:`, the tiny analogue of starting from Vicuna) and where to write (`output_dir`). Overrides are
 flat or dotted keys: `scale_factor` (the model field), `stage2.learning_rate` (one stage),
 `learning_rate` (every stage), `output_dir` / `data_root` (top level). Strings are converted to each
 field's type, so YAML's `1e-3` (a string to PyYAML) and CLI text both work.
@@ -22,7 +23,7 @@ from tokenpacker.conversation import get_template
 
 MODEL_SOURCES = ("tiny", "pretrained")
 DTYPES = ("float32", "bfloat16", "float16")
-STAGES = ("stage1", "stage2")
+STAGES = ("stage0", "stage1", "stage2")
 
 
 class RecipeError(ValueError):
@@ -35,6 +36,7 @@ class ModelRecipe:
 
     `pretrained` reads `vision_tower` (e.g. clip-vit-large-patch14-336) and `language_model`
     (e.g. vicuna-7b-v1.5) from local folders; the projector starts from its own init.
+    `tiny` with `language_model` takes its LLM weights from that suite checkpoint (a stage-0 `final/`).
     """
 
     source: str = "tiny"
@@ -103,6 +105,8 @@ class StageRecipe:
 @dataclass(frozen=True)
 class Recipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
+    # stage 0 trains only a tiny model's LLM on text-only conversations; no data_path: no stage 0
+    stage0: StageRecipe = field(default_factory=lambda: StageRecipe(learning_rate=1e-3))
     stage1: StageRecipe = field(
         default_factory=lambda: StageRecipe(conversation_template="plain", learning_rate=1e-3)
     )
@@ -119,9 +123,9 @@ class Recipe:
             )
 
     def stage(self, number: int) -> StageRecipe:
-        if number not in (1, 2):
-            raise ValueError(f"stage {number} does not exist; the stages are 1 and 2")
-        return self.stage1 if number == 1 else self.stage2
+        if number not in (0, 1, 2):
+            raise ValueError(f"stage {number} does not exist; the stages are 0, 1 and 2")
+        return getattr(self, f"stage{number}")
 
     def data_location(self, path: str | None) -> Path | None:
         """A stage's data_path or image_folder, taken relative to data_root when that is set."""
@@ -138,7 +142,7 @@ def field_types(cls: type) -> dict[str, object]:
 
 
 def overridable_keys() -> dict[str, object]:
-    """Every key an override may name, with its type: bare fields and `stage1.` / `stage2.` ones."""
+    """Every key an override may name, with its type: bare fields and `stage0.` / `stage1.` / `stage2.` ones."""
     keys: dict[str, object] = {}
     for name, kind in field_types(Recipe).items():
         if name not in ("model", *STAGES):
@@ -216,7 +220,7 @@ def read_recipe_file(path: str | Path) -> dict:
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe {path} is not valid YAML: {error}") from None
     if not isinstance(data, Mapping):
-        raise RecipeError(f"recipe {path} must be a YAML mapping with model, stage1, stage2 sections")
+        raise RecipeError(f"recipe {path} must be a YAML mapping with model, stage1, stage2 (and optional stage0) sections")
     return dict(data)
 
 
@@ -225,12 +229,12 @@ def nested_overrides(overrides: Mapping[str, object]) -> dict[str, dict[str, obj
     known = overridable_keys()
     top = {n for n in field_types(Recipe) if n not in ("model", *STAGES)}
     model_fields, stage_fields = set(field_types(ModelRecipe)), set(field_types(StageRecipe))
-    nested: dict[str, dict[str, object]] = {"": {}, "model": {}, "stage1": {}, "stage2": {}}
+    nested: dict[str, dict[str, object]] = {"": {}, "model": {}, **{stage: {} for stage in STAGES}}
     for key, value in overrides.items():
         if key not in known:
             raise RecipeError(
                 f"unknown override {key!r}; allowed: a field of model ({', '.join(sorted(model_fields))}), of a stage "
-                f"({', '.join(sorted(stage_fields))}, optionally as stage1.KEY / stage2.KEY) or {', '.join(sorted(top))}"
+                f"({', '.join(sorted(stage_fields))}, optionally as stage0.KEY / stage1.KEY / stage2.KEY) or {', '.join(sorted(top))}"
             )
         section, _, name = key.rpartition(".")
         if section:
@@ -255,7 +259,7 @@ def load_recipe(recipe: str | Path | Mapping, overrides: Mapping[str, object] | 
         )
     extra = nested_overrides(overrides or {})
     sections = {}
-    for name, cls in (("model", ModelRecipe), ("stage1", StageRecipe), ("stage2", StageRecipe)):
+    for name, cls in (("model", ModelRecipe), *((stage, StageRecipe) for stage in STAGES)):
         given = data.get(name) or {}
         if not isinstance(given, Mapping):
             raise RecipeError(f"recipe section {name!r} must be a mapping of keys to values, got {given!r}")

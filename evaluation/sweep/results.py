@@ -202,7 +202,7 @@ def collect_results(
     """The sweep's table: every finished cell's saved records, then failed records for failed cells.
 
     Cells not run yet, interrupted, or whose config changed since they finished contribute nothing.
-    `sweep_timings` (generation_s, report_s) are added to every record's timings.
+    `sweep_timings` (generation_s, pretraining_s, report_s) are added to every record's timings.
     """
     finished: list[ResultRecord] = []
     failed: list[tuple[CellConfig, CellState]] = []

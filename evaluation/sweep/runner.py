@@ -29,11 +29,12 @@ from evaluation.sweep.state import (
 )
 
 WORLD_FOLDER = "world"
+LANGUAGE_STATE = "language-state.json"  # in WORLD_FOLDER: seconds each shared stage-0 LLM took
 REPORT_FOLDER = "report"
 REPORT_STATE = "report_state.json"
 LOCK_FILE = ".sweep.lock"
 SPEC_COPY = "spec.yaml"
-STAGE_TIMINGS = ("generation_s", "training_s", "evaluation_s", "efficiency_s", "report_s")
+STAGE_TIMINGS = ("generation_s", "pretraining_s", "training_s", "evaluation_s", "efficiency_s", "report_s")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def run_sweep(
         world = None
         if spec.world is not None and pending:
             world, this_run["generation_s"] = prepare_world(out_dir / WORLD_FOLDER, spec.world, stages)
+            this_run["pretraining_s"] = prepare_language_models(pending, world, stages)
         runs = tuple((launcher or LocalLauncher()).run(pending, out_dir, world, stages, progress))
         for run in runs:
             for stage, seconds in run.seconds.items():
@@ -111,7 +113,10 @@ def collect_and_report(
 
     Returns (results, report page, report error, seconds spent on the report now).
     """
-    timings = {"generation_s": _recorded_world_seconds(out_dir / WORLD_FOLDER)}
+    timings = {
+        "generation_s": _recorded_world_seconds(out_dir / WORLD_FOLDER),
+        "pretraining_s": _recorded_language_seconds(out_dir / WORLD_FOLDER),
+    }
     results = collect_results(out_dir, spec.cells, timings)
     if results.empty:
         return results, None, None, 0.0
@@ -165,6 +170,26 @@ def prepare_world(folder: Path, spec: WorldSpec, stages: Stages) -> tuple[WorldP
         {"fingerprint": key, "seconds": round(seconds, 3), "paths": world.to_dict(), "built_at": now_iso()},
     )
     return world, seconds
+
+
+def prepare_language_models(cells: Sequence[CellConfig], world: WorldPaths, stages: Stages) -> float:
+    """Train the stage-0 LLMs the pending cells share, before the cells start (so parallel workers
+    never wait on one another); returns the seconds spent now and records them beside the world."""
+    state_file = world.root / LANGUAGE_STATE
+    recorded = read_json(state_file) if state_file.is_file() else {}
+    spent = 0.0
+    for cell in cells:
+        key, seconds = stages.pretrain_language(cell, world)
+        if key is not None and seconds > 0:
+            recorded[key] = round(seconds, 3)
+            write_json(state_file, recorded)
+            spent += seconds
+    return spent
+
+
+def _recorded_language_seconds(folder: Path) -> float:
+    state_file = folder / LANGUAGE_STATE
+    return float(sum(read_json(state_file).values())) if state_file.is_file() else 0.0
 
 
 def _recorded_world_seconds(folder: Path) -> float:

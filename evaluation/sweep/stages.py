@@ -10,6 +10,7 @@ import importlib.resources
 import inspect
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class WorldPaths:
     root: Path
     stage1_json: Path
     stage2_json: Path
+    language_json: Path
     image_folder: Path
     eval_root: Path
 
@@ -55,6 +57,12 @@ class Stages:
     ]  # (checkpoint, ...) -> lmms-eval folder
     measure: Callable[[Path, CellConfig], Mapping[str, float]]  # checkpoint -> EFFICIENCY_METRICS values
     report: Callable[[Path, Path, ReportOptions], Path]  # (results folder, report folder) -> page
+    # (cell, world) -> (key, seconds spent now): the cell's shared stage-0 LLM, trained unless there;
+    # key None when the cell has no stage 0
+    pretrain_language: Callable[[CellConfig, WorldPaths], tuple[str | None, float]] = lambda cell, world: (
+        None,
+        0.0,
+    )
 
 
 def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
@@ -65,6 +73,7 @@ def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
         root=Path(root),
         stage1_json=Path(world.stage1_json),
         stage2_json=Path(world.stage2_json),
+        language_json=Path(world.language_json),
         image_folder=Path(world.image_folder),
         eval_root=Path(world.eval_root),
     )
@@ -91,7 +100,30 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
     if world is not None:
         for stage, data in (("stage1", world.stage1_json), ("stage2", world.stage2_json)):
             overrides |= {f"{stage}.data_path": str(data), f"{stage}.image_folder": str(world.image_folder)}
+        overrides["stage0.data_path"] = str(world.language_json)
     return overrides | dict(cell.recipe_overrides)
+
+
+def language_root(world: WorldPaths) -> Path:
+    """Where a sweep's cells share their stage-0 LLMs: beside the world they were trained on."""
+    return world.root / "language"
+
+
+def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
+    from training.api import has_language_stage, language_folder, train_language_model
+    from training.recipe import load_recipe
+
+    if not cell.trains:
+        return None, 0.0
+    recipe = load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, world))
+    if not has_language_stage(recipe):
+        return None, 0.0
+    folder = language_folder(recipe, language_root(world))
+    if (folder / "final").is_dir():
+        return folder.name, 0.0
+    start = time.perf_counter()
+    train_language_model(recipe, language_root(world))
+    return folder.name, time.perf_counter() - start
 
 
 def check_cell(cell: CellConfig) -> None:
@@ -126,6 +158,13 @@ def train(cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int) -
     from training.api import train_two_stages
 
     recipe, overrides = recipe_path(str(cell.recipe)), training_overrides(cell, world)
+    if world is not None:  # the sweep's shared stage-0 LLM (trained by the runner before the cells)
+        from training.api import has_language_stage, train_language_model
+        from training.recipe import load_recipe
+
+        resolved = load_recipe(recipe, overrides)
+        if has_language_stage(resolved):
+            overrides["model.language_model"] = str(train_language_model(resolved, language_root(world)))
     if gpus > 1:
         arguments = [f"--{key}={'null' if value is None else value}" for key, value in overrides.items()]
         command = [

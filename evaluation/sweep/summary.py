@@ -59,11 +59,11 @@ def timings_table(this_run: Mapping[str, float], results: pd.DataFrame) -> str:
 
 
 def recorded_timings(results: pd.DataFrame) -> dict[str, float]:
-    """Sum over cells of each stage's recorded seconds (generation and report are per sweep, counted once)."""
+    """Sum over cells of each stage's recorded seconds (generation, pretraining and report are per sweep, counted once)."""
     totals: dict[str, float] = {}
     for raw in results.drop_duplicates("cell_id")["timings_json"]:
         for name, seconds in json.loads(raw).items():
-            if name in ("generation_s", "report_s"):
+            if name in ("generation_s", "pretraining_s", "report_s"):
                 totals[name] = float(seconds)
             elif name in STAGE_TIMINGS:
                 totals[name] = totals.get(name, 0.0) + float(seconds)

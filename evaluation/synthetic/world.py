@@ -7,6 +7,8 @@ so a folder that exists is complete. Layout:
 
     manifest.json            parameters, counts, blind baselines (no timestamps: bit-identical)
     stage1.json stage2.json  LLaVA JSON; image paths relative to images/
+    language.json            the stage-2 conversations in words: each image replaced by its caption,
+                             the text a tiny LLM is pretrained on before it sees images (stage 0)
     images/stage1/*.png images/stage2/*.png
     eval/<task>/test.jsonl   rows in the benchmark's schema; image paths relative to the task folder
     eval/<task>/scenes.jsonl the scene record behind each image (what the answers were read from)
@@ -82,6 +84,7 @@ class World:
     folder: Path
     stage1_json: Path
     stage2_json: Path
+    language_json: Path
     image_folder: Path  # LLaVA's --image_folder: the JSON's image paths are relative to it
     eval_root: Path  # <eval_root>/<task>/test.jsonl for each task in EVAL_TASKS
     manifest_path: Path
@@ -92,6 +95,7 @@ class World:
             folder=folder,
             stage1_json=folder / "stage1.json",
             stage2_json=folder / "stage2.json",
+            language_json=folder / "language.json",
             image_folder=folder / "images",
             eval_root=folder / "eval",
             manifest_path=folder / MANIFEST,
@@ -151,7 +155,7 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
     training_images: set[str] = set()
     stage1 = _write_training(world, "stage1", _stage1_samples(seed, preset), training_images)
-    stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images)
+    stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images, world.language_json)
     evaluation, baselines = {}, {}
     chance = chance_levels()
     for task in EVAL_TASKS:
@@ -166,6 +170,7 @@ def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
         "parameters": asdict(preset),
         "stage1": {"file": world.stage1_json.name, "samples": stage1},
         "stage2": {"file": world.stage2_json.name, "samples": stage2},
+        "language": {"file": world.language_json.name, "samples": stage2},
         "eval": evaluation,
         "baselines": baselines,
     }
@@ -218,11 +223,16 @@ def _stage2_samples(seed: int, preset: Preset) -> Iterator[tuple[Scene, list[tup
         yield scene, turns
 
 
-def _write_training(world: World, split: str, samples, training_images: set[str]) -> int:
-    """Write the split's images and its LLaVA JSON; returns the number of samples."""
+def _write_training(
+    world: World, split: str, samples, training_images: set[str], language_json: Path | None = None
+) -> int:
+    """Write the split's images and its LLaVA JSON; returns the number of samples.
+
+    With `language_json`, also write the same conversations as text, each image replaced by its caption.
+    """
     folder = world.image_folder / split
     folder.mkdir(parents=True)
-    records = []
+    records, described = [], []
     for index, (scene, turns) in enumerate(
         tqdm(samples, desc=f"synthetic {split}", unit="sample", disable=None)
     ):
@@ -237,8 +247,17 @@ def _write_training(world: World, split: str, samples, training_images: set[str]
             )
             conversation.append({"from": "gpt", "value": answer})
         records.append({"id": f"{split}-{index:06d}", "image": image, "conversations": conversation})
+        described.append({"id": f"language-{index:06d}", "conversations": in_words(conversation, scene)})
     (world.folder / f"{split}.json").write_text(json.dumps(records))
+    if language_json is not None:
+        language_json.write_text(json.dumps(described))
     return len(records)
+
+
+def in_words(conversation: list[dict], scene: Scene) -> list[dict]:
+    """The conversation with its image replaced by the scene's caption: what a text-only LLM can learn from."""
+    first = {**conversation[0], "value": conversation[0]["value"].replace("<image>", caption(scene), 1)}
+    return [first, *conversation[1:]]
 
 
 # ---------------------------------------------------------------- evaluation sets

@@ -45,9 +45,21 @@ def build_world(log: Path, root: Path, spec: WorldSpec) -> WorldPaths:
     world = root / f"{spec.preset}-seed{spec.seed}"
     for folder in ("images", "eval"):
         (world / folder).mkdir(parents=True, exist_ok=True)
-    for name in ("stage1.json", "stage2.json"):
+    for name in ("stage1.json", "stage2.json", "language.json"):
         (world / name).write_text("[]", encoding="utf-8")
-    return WorldPaths(root, world / "stage1.json", world / "stage2.json", world / "images", world / "eval")
+    return WorldPaths(
+        root, world / "stage1.json", world / "stage2.json", world / "language.json", world / "images", world / "eval"
+    )
+
+
+def pretrain_language(log: Path, cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
+    """Like the real one: one shared LLM per world, trained once."""
+    done = world.root / "fake-language-model"
+    if done.exists():
+        return "lm", 0.0
+    log_call(log, "pretrain", cell.cell_id)
+    done.write_text("trained", encoding="utf-8")
+    return "lm", 0.25
 
 
 def check_cell(cell: CellConfig) -> None:
@@ -145,6 +157,7 @@ def make_stages(log: Path, fail: str = "", sleep_s: float = 0.0, hold: str = "")
         evaluate=functools.partial(evaluate, log, sleep_s),
         measure=functools.partial(measure, log),
         report=functools.partial(report, log),
+        pretrain_language=functools.partial(pretrain_language, log),
     )
 
 

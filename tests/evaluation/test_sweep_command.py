@@ -107,8 +107,8 @@ def test_a_run_prints_the_report_a_short_table_and_the_stage_timings(tmp_path, f
         "36",
     ]
     assert "scores: syn_a: exact_match, syn_b: exact_match" in printed
-    stages = [line.split()[0] for line in printed.split("Seconds per stage:")[1].splitlines()[2:7]]
-    assert stages == ["generation", "training", "evaluation", "efficiency", "report"]
+    stages = [line.split()[0] for line in printed.split("Seconds per stage:")[1].splitlines()[2:8]]
+    assert stages == ["generation", "pretraining", "training", "evaluation", "efficiency", "report"]
 
 
 def test_a_failed_cell_makes_the_exit_status_non_zero_and_is_named(tmp_path, fakes, capsys):

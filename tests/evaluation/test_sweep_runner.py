@@ -81,9 +81,10 @@ def test_a_sweep_writes_one_tidy_record_per_cell_task_and_metric(tmp_path, fakes
     assert (out / row["samples_path"]).is_file()
     assert row["suite_version"] and row["git_commit"] and "torch" in json.loads(row["package_versions"])
     timings = json.loads(row["timings_json"])
-    assert {"generation_s", "training_s", "evaluation_s", "efficiency_s", "cell_s", "report_s"} <= set(
+    assert {"generation_s", "pretraining_s", "training_s", "evaluation_s", "efficiency_s", "cell_s", "report_s"} <= set(
         timings
     )
+    assert timings["pretraining_s"] == 0.25  # the shared stage-0 LLM, trained once before the cells
     hd = table[(table["cell_id"] == "avgpool-s3-hd9-seed0") & (table["metric"] == "visual_tokens")].iloc[0]
     assert (hd["patch_num"], hd["value"]) == (9, 64)
     ttft = table[table["metric"] == "ttft_ms"]["value"]
@@ -91,6 +92,7 @@ def test_a_sweep_writes_one_tidy_record_per_cell_task_and_metric(tmp_path, fakes
     assert outcome.report_page == out / "report" / "index.html" and outcome.failed == ()
     assert Counter(c.split()[0] for c in fakes.calls(log)) == {
         "world": 1,
+        "pretrain": 1,
         "train": 4,
         "evaluate": 4,
         "efficiency": 4,

@@ -29,6 +29,7 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
         tmp_path,
         tmp_path / "w/stage1.json",
         tmp_path / "w/stage2.json",
+        tmp_path / "w/language.json",
         tmp_path / "w/images",
         tmp_path / "w/eval",
     )
@@ -49,6 +50,7 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
         world.stage2_json
     )
     assert recipe.stage1.image_folder == recipe.stage2.image_folder == str(world.image_folder)
+    assert recipe.stage0.data_path == str(world.language_json) and recipe.stage0.image_folder is None
 
     recipe = load_recipe(recipe_path("tiny"), training_overrides(hd, world))
     assert (recipe.model.projector_type, recipe.model.scale_factor, recipe.model.patch_num) == (

@@ -16,7 +16,9 @@ def tiny_model():
     return build_tiny_model(tiny_config("tokenpacker", 4), seed=0)
 
 
-@pytest.mark.parametrize(("stage", "trained"), [(1, {"projector"}), (2, {"projector", "language_model"})])
+@pytest.mark.parametrize(
+    ("stage", "trained"), [(0, {"language_model"}), (1, {"projector"}), (2, {"projector", "language_model"})]
+)
 def test_stage_trains_only_its_parts(tiny_model, stage, trained):
     set_trained_parts(tiny_model, stage)
     for name, parameter in tiny_model.named_parameters():

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from tokenpacker.checkpoints import read_state_dict
+from tokenpacker.checkpoints import CheckpointError, read_state_dict
 from tokenpacker.conversation import get_template
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_model, tiny_config
-from training.api import train_two_stages
+from training.api import train_language_model, train_two_stages
+from training.model import build_model
 from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
-from training.recipe import RecipeError, load_recipe
+from training.recipe import ModelRecipe, RecipeError, load_recipe
 from training.stages import run_stage
 
 
@@ -212,3 +213,52 @@ def test_lora_with_zero3_is_refused(llava, tmp_path):
     recipe["stage2"].update(lora_r=4, deepspeed="zero3")
     with pytest.raises(RecipeError, match="LoRA .* cannot be merged into a ZeRO-3"):
         train_two_stages(recipe, {}, tmp_path / "run")
+
+
+def text_only(samples: list[dict]) -> list[dict]:
+    """Stage-0 data: the conversations with the image tag replaced by words, as a synthetic world writes them."""
+    return [
+        {
+            "id": sample["id"],
+            "conversations": [
+                {**turn, "value": turn["value"].replace("<image>", "A picture.")} for turn in sample["conversations"]
+            ],
+        }
+        for sample in samples
+    ]
+
+
+def test_stage0_pretrains_the_llm_once_and_later_stages_start_from_it(llava, tmp_path):
+    language = llava.write("language.json", text_only(llava.instructions()))
+    recipe = llava.recipe(max_steps=1) | {
+        "stage0": {"data_path": str(language), "max_steps": 3, "per_device_train_batch_size": 2, "save_steps": 2}
+    }
+    first = train_two_stages(recipe, {}, tmp_path / "run")
+    [stage0] = (tmp_path / "run").glob("stage0-*")
+    pretrained = read_state_dict(stage0 / "final")
+    untrained = build_tiny_model(tiny_config("mlp2x_gelu", 1), seed=0).state_dict()
+    language_keys = [k for k in pretrained if k.startswith("language_model.")]
+    assert language_keys and not all(torch.equal(pretrained[k], untrained[k]) for k in language_keys)
+    assert all(torch.equal(pretrained[k], untrained[k]) for k in pretrained if not k.startswith("language_model."))
+    stage1 = read_state_dict(tmp_path / "run" / "stage1" / "final")  # stage 1 trains only the projector
+    assert all(torch.equal(stage1[k], pretrained[k]) for k in language_keys)
+    assert read_state_dict(first)  # a complete stage-2 checkpoint
+
+    # another projector with the same LLM settings shares the stage-0 folder instead of training again
+    written = (stage0 / "final" / "model.safetensors").stat().st_mtime_ns
+    other = load_recipe(recipe, {"scale_factor": "2"})
+    assert train_language_model(other, tmp_path / "run") == stage0 / "final"
+    assert (stage0 / "final" / "model.safetensors").stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"projector.weight": torch.zeros(2)}, "holds no language_model"),
+        ({"language_model.lm_head.weight": torch.zeros(3, 5)}, "does not fit this tiny model"),
+    ],
+)
+def test_a_language_model_that_does_not_fit_is_refused(tmp_path, weights, message):
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=message):
+        build_model(ModelRecipe(language_model=str(tmp_path)))
