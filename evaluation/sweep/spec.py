@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from evaluation.synthetic.world import check_preset
+from evaluation.synthetic.world import check_preset, world_key
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, check_scale_factor
 
@@ -164,7 +164,13 @@ class CellConfig:
             "recipe_overrides",
             "world",
         )
-        return fingerprint({key: self.to_dict()[key] for key in keys})
+        inputs = {key: self.to_dict()[key] for key in keys}
+        # what the names stand for: an edited recipe file or world generator retrains the cell
+        if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
+            inputs["recipe_file"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if self.world is not None:
+            inputs["world_key"] = world_key(self.world.preset, self.world.seed)
+        return fingerprint(inputs)
 
     def evaluation_fingerprint(self) -> str:
         return fingerprint([self.train_fingerprint(), self.tasks, asdict(self.evaluation)])
@@ -206,6 +212,14 @@ class SweepSpec:
 
     def cell(self, cell_id: str) -> CellConfig:
         return next(cell for cell in self.cells if cell.cell_id == cell_id)
+
+
+def recipe_path(recipe: str) -> Path:
+    """A recipe YAML path as given, or a bare name from training/recipes/ (e.g. "tiny")."""
+    given = Path(recipe)
+    if given.suffix in (".yaml", ".yml") or given.is_file():
+        return given
+    return Path(str(importlib.resources.files("training") / "recipes" / f"{recipe}.yaml"))
 
 
 def fingerprint(value: Any) -> str:

@@ -6,7 +6,6 @@ spec checks stay light). Tests pass a `Stages` of fakes to the runner instead.
 
 from __future__ import annotations
 
-import importlib.resources
 import inspect
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec
+from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec, recipe_path
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,6 @@ def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
         image_folder=Path(world.image_folder),
         eval_root=Path(world.eval_root),
     )
-
-
-def recipe_path(recipe: str) -> Path:
-    """A recipe YAML path as given, or a bare name from training/recipes/ (e.g. "tiny")."""
-    given = Path(recipe)
-    if given.suffix in (".yaml", ".yml") or given.is_file():
-        return given
-    return Path(str(importlib.resources.files("training") / "recipes" / f"{recipe}.yaml"))
 
 
 def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, Any]:

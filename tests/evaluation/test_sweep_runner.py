@@ -157,6 +157,21 @@ def test_a_changed_spec_reruns_only_the_stages_it_changes(tmp_path, fakes):
     assert set(outcome.results["task"]) == {"syn_a", "syn_b", "syn_c", "efficiency"}
 
 
+def test_an_edited_recipe_file_retrains_every_cell(tmp_path, fakes):
+    log, out = tmp_path / "calls.log", tmp_path / "out"
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text((REPO / "training" / "recipes" / "tiny.yaml").read_text(), encoding="utf-8")
+    run_sweep(load_spec(write_spec(tmp_path, recipe=str(recipe))), out, stages=fakes.make_stages(log), progress=False)
+    recipe.write_text(recipe.read_text().replace("max_steps: 60", "max_steps: 61"), encoding="utf-8")
+    spec = load_spec(write_spec(tmp_path, recipe=str(recipe)))
+    assert {status for _, status in cell_statuses(spec, out)} == {
+        "changed (config differs from the finished run; will rerun)"
+    }
+    before = len(fakes.calls(log))
+    run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)
+    assert Counter(c.split()[0] for c in fakes.calls(log)[before:])["train"] == len(spec.cells)
+
+
 def test_a_checkpoint_cell_is_evaluated_without_training(tmp_path, fakes):
     checkpoint = tmp_path / "given"
     checkpoint.mkdir()
