@@ -2,7 +2,9 @@
 
 A data file is a JSON list of `{"id", "image", "conversations": [{"from": "human", "value":
 "<image>\\n..."}, {"from": "gpt", "value": "..."}]}`; `image` (a path relative to the image
-folder, or a list of them) is absent for text-only samples. Everything that can be checked
+folder, or a list of them) is absent for text-only samples. An optional `"template"` names the
+conversation template of one sample instead of the stage's (a text corpus can hold stage-1
+captions in `plain` beside stage-2 chats in `vicuna_v1`). Everything that can be checked
 without decoding pixels (JSON shape, `<image>` counts, turn order, image files, token
 lengths) is checked when the data set is built, so a bad file fails in seconds, not hours in.
 """
@@ -40,6 +42,7 @@ class LlavaSample:
     id: str
     images: tuple[str, ...]
     turns: tuple[tuple[str, str], ...]
+    template: str | None = None  # None: the stage's template
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,13 @@ def parse_sample(record: object, index: int, path: Path) -> LlavaSample:
             f"{where} has {len(images)} image(s) but {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) in its "
             f"conversation; put one {IMAGE_PLACEHOLDER} in a human turn per image"
         )
-    return LlavaSample(id=str(record.get("id", index)), images=images, turns=tuple(turns))
+    template = record.get("template")
+    if template is not None:
+        try:
+            get_template(template)
+        except ValueError as error:
+            raise DataError(f"{where}: {error}") from None
+    return LlavaSample(id=str(record.get("id", index)), images=images, turns=tuple(turns), template=template)
 
 
 def encode_conversation(
@@ -213,7 +222,7 @@ class LlavaDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | None]:
         sample = self.samples[index]
         images = [self.processor.preprocess_image(self.open_image(name)) for name in sample.images]
-        encoded = encode_conversation(self.processor, self.template, sample.turns, images)
+        encoded = encode_conversation(self.processor, self.template_of(sample), sample.turns, images)
         encoded, kept = truncate(encoded, images, self.max_length, self.processor.config.image_token_id)
         crops = [image.crops for image in images[:kept]]
         return {
@@ -237,11 +246,14 @@ class LlavaDataset(torch.utils.data.Dataset):
         except (OSError, ValueError) as error:
             raise DataError(f"cannot read image {path}: {error}") from None
 
+    def template_of(self, sample: LlavaSample) -> ConversationTemplate:
+        return get_template(sample.template) if sample.template else self.template
+
     def check_templates(self, data_path: str | Path) -> None:
         """Render every conversation once so turn-order errors name their sample up front."""
         for sample in self.samples:
             try:
-                self.template.render(sample.turns)
+                self.template_of(sample).render(sample.turns)
             except ValueError as error:
                 raise DataError(f"{data_path}: sample id {sample.id!r}: {error}") from None
 
@@ -280,7 +292,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         pieces: dict[bool, list[str]] = {True: [], False: []}  # keyed by "is the first piece"
         owners: dict[bool, list[int]] = {True: [], False: []}
         for index, sample in enumerate(self.samples):
-            text = "".join(segment.text for segment in self.template.render(sample.turns))
+            text = "".join(segment.text for segment in self.template_of(sample).render(sample.turns))
             for position, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
                 pieces[position == 0].append(piece)
                 owners[position == 0].append(index)

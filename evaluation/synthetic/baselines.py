@@ -9,11 +9,10 @@ in `questions.py`; majority depends on the drawn answers and is computed from th
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 from evaluation.synthetic.questions import EVAL_TASKS, kinds_of
 
-MME_COGNITION = ("numerical_calculation",)  # every other MME category is perception, as in lmms-eval
 MME_MAX_PER_CATEGORY = 200.0  # acc + acc+, each in percent
 MMBENCH_ROTATIONS = 4
 
@@ -24,12 +23,8 @@ def chance_levels() -> dict[str, dict[str, float]]:
     for task in EVAL_TASKS:
         kinds = kinds_of(task)
         if task == "syn_mme":
-            # a pair of independent yes/no guesses: acc 50 % and acc+ 25 % per category
-            perception = [k for k in kinds if k.name not in MME_COGNITION]
-            levels[task] = {
-                "mme_perception_score": 75.0 * len(perception),
-                "mme_cognition_score": 75.0 * (len(kinds) - len(perception)),
-            }
+            # a pair of independent yes/no guesses: acc 50 % and acc+ 25 % per (perception) category
+            levels[task] = {"mme_perception_score": 75.0 * len(kinds)}
         elif task == "syn_mmbench":
             # circular evaluation: right in every rotation, in percent
             hit = sum((1 / k.answers) ** MMBENCH_ROTATIONS for k in kinds) / len(kinds)
@@ -47,14 +42,7 @@ def majority_levels(task: str, answers_by_kind: dict[str, list[str]]) -> dict[st
     answers_by_kind: the reference answer of every evaluation question, grouped by kind.
     """
     if task == "syn_mme":
-        # always "yes": every pair half right, never both
-        counts = defaultdict(int)
-        for kind in answers_by_kind:
-            counts["mme_cognition_score" if kind in MME_COGNITION else "mme_perception_score"] += 1
-        return {
-            "mme_perception_score": 50.0 * counts["mme_perception_score"],
-            "mme_cognition_score": 50.0 * counts["mme_cognition_score"],
-        }
+        return {"mme_perception_score": 50.0 * len(answers_by_kind)}  # always "yes": every pair half right
     if task == "syn_mmbench":
         return {"gpt_eval_score": 0.0}  # one fixed letter is wrong in some rotation of every question
     if task == "syn_pope":

@@ -33,7 +33,7 @@ from evaluation.synthetic.vocabulary import (
 VIEW_SIZE = 48  # the tiny vision tower's input side
 LONG_SIDES = (48, 64, 96, 128, 192)
 ASPECTS = ((1, 1), (4, 3), (3, 4), (3, 2), (2, 3), (2, 1), (1, 2))  # width : height
-SHAPE_VIEW_PX = {"small": (8, 10), "large": (14, 17)}  # side, inclusive
+SHAPE_VIEW_PX = {"small": (12, 14), "large": (18, 22)}  # side, inclusive
 TEXT_VIEW_PX = {"large": (15, 18), "medium": (9, 11)}  # font size, inclusive
 SMALL_TEXT_PX = (7, 9)  # font size in image pixels, inclusive
 TEXT_SCALES = ("large", "medium", "small")

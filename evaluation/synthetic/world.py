@@ -7,8 +7,10 @@ so a folder that exists is complete. Layout:
 
     manifest.json            parameters, counts, blind baselines (no timestamps: bit-identical)
     stage1.json stage2.json  LLaVA JSON; image paths relative to images/
-    language.json            the stage-2 conversations in words: each image replaced by its caption,
-                             the text a tiny LLM is pretrained on before it sees images (stage 0)
+    language.json            the stage-1 and stage-2 conversations in words, each image replaced by its
+                             caption: the text a tiny LLM is pretrained on before it sees images (stage 0).
+                             Stage-1 samples keep stage 1's `plain` template, so the LLM learns to repeat a
+                             description that precedes it, which stage 1 then asks of the visual tokens.
     images/stage1/*.png images/stage2/*.png
     eval/<task>/test.jsonl   rows in the benchmark's schema; image paths relative to the task folder
     eval/<task>/scenes.jsonl the scene record behind each image (what the answers were read from)
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from evaluation.synthetic import formats
 from evaluation.synthetic.baselines import chance_levels, majority_levels
-from evaluation.synthetic.questions import EVAL_TASKS, KINDS, Kind, draw_scene, kinds_of
+from evaluation.synthetic.questions import EVAL_TASKS, KINDS, Kind, draw_scene, kinds_of, side_of
 from evaluation.synthetic.scene import Scene, encode_png, render_scene
 from evaluation.synthetic.vocabulary import CAPTION_PROMPT
 
@@ -64,15 +66,15 @@ PRESETS: dict[str, Preset] = {
         stage1_samples=2000,
         stage2_samples=5000,
         max_turns=3,
-        # 647 prompts per model: enough for 95% intervals of about +-0.1 per task, small enough that
+        # 526 prompts per model: enough for 95% intervals of about +-0.1 per task, small enough that
         # the eight cells of the tiny sweep evaluate in minutes on 2 CPU cores
-        eval_items={"syn_mme": 15, "syn_textvqa": 25, "syn_gqa": 15, "syn_mmbench": 8, "syn_pope": 17},
+        eval_items={"syn_mme": 15, "syn_textvqa": 100, "syn_gqa": 25, "syn_mmbench": 13, "syn_pope": 17},
     ),
     "smoke": Preset(
         stage1_samples=200,
         stage2_samples=400,
         max_turns=3,
-        eval_items={"syn_mme": 3, "syn_textvqa": 4, "syn_gqa": 3, "syn_mmbench": 2, "syn_pope": 4},
+        eval_items={"syn_mme": 3, "syn_textvqa": 8, "syn_gqa": 3, "syn_mmbench": 3, "syn_pope": 4},
     ),
 }
 
@@ -154,8 +156,10 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 
 def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
     training_images: set[str] = set()
-    stage1 = _write_training(world, "stage1", _stage1_samples(seed, preset), training_images)
-    stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images, world.language_json)
+    described: list[dict] = []
+    stage1 = _write_training(world, "stage1", _stage1_samples(seed, preset), training_images, described, "plain")
+    stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images, described)
+    world.language_json.write_text(json.dumps(described))
     evaluation, baselines = {}, {}
     chance = chance_levels()
     for task in EVAL_TASKS:
@@ -170,7 +174,7 @@ def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
         "parameters": asdict(preset),
         "stage1": {"file": world.stage1_json.name, "samples": stage1},
         "stage2": {"file": world.stage2_json.name, "samples": stage2},
-        "language": {"file": world.language_json.name, "samples": stage2},
+        "language": {"file": world.language_json.name, "samples": len(described)},
         "eval": evaluation,
         "baselines": baselines,
     }
@@ -181,13 +185,18 @@ def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
 
 
 def caption(scene: Scene) -> str:
-    """Every item, left to right: "A large red circle, the word CAT and a small blue square."."""
-    items = [(s.center[0], f"a {s.size} {s.name}") for s in scene.shapes]
+    """Every item, left to right, with its side when clear: "A large red circle on the left and the word CAT."."""
+    items = [(s.center[0], f"a {s.size} {s.name}" + _on_side(scene, s)) for s in scene.shapes]
     x_center = {t: (t.box[0] + t.box[2]) / 2 for t in scene.texts}
     items += [(x_center[t], f"the {t.kind} {t.content}") for t in scene.texts]
     parts = [text for _, text in sorted(items)]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return listed[0].upper() + listed[1:] + "."
+
+
+def _on_side(scene: Scene, shape) -> str:
+    side = side_of(scene, shape)
+    return f" on the {side}" if side else ""
 
 
 def _stage1_samples(seed: int, preset: Preset) -> Iterator[tuple[Scene, list[tuple[str, str]]]]:
@@ -224,15 +233,13 @@ def _stage2_samples(seed: int, preset: Preset) -> Iterator[tuple[Scene, list[tup
 
 
 def _write_training(
-    world: World, split: str, samples, training_images: set[str], language_json: Path | None = None
+    world: World, split: str, samples, training_images: set[str], described: list[dict], template: str | None = None
 ) -> int:
-    """Write the split's images and its LLaVA JSON; returns the number of samples.
-
-    With `language_json`, also write the same conversations as text, each image replaced by its caption.
-    """
+    """Write the split's images and its LLaVA JSON, and add the same conversations in words to
+    `described` (rendered with `template` when given); returns the number of samples."""
     folder = world.image_folder / split
     folder.mkdir(parents=True)
-    records, described = [], []
+    records = []
     for index, (scene, turns) in enumerate(
         tqdm(samples, desc=f"synthetic {split}", unit="sample", disable=None)
     ):
@@ -247,17 +254,18 @@ def _write_training(
             )
             conversation.append({"from": "gpt", "value": answer})
         records.append({"id": f"{split}-{index:06d}", "image": image, "conversations": conversation})
-        described.append({"id": f"language-{index:06d}", "conversations": in_words(conversation, scene)})
+        words = {"id": f"{split}-words-{index:06d}", "conversations": in_words(conversation, scene, template)}
+        described.append(words | {"template": template} if template else words)
     (world.folder / f"{split}.json").write_text(json.dumps(records))
-    if language_json is not None:
-        language_json.write_text(json.dumps(described))
     return len(records)
 
 
-def in_words(conversation: list[dict], scene: Scene) -> list[dict]:
-    """The conversation with its image replaced by the scene's caption: what a text-only LLM can learn from."""
-    first = {**conversation[0], "value": conversation[0]["value"].replace("<image>", caption(scene), 1)}
-    return [first, *conversation[1:]]
+def in_words(conversation: list[dict], scene: Scene, template: str | None = None) -> list[dict]:
+    """The conversation with its image replaced by the scene's caption: what a text-only LLM can learn from.
+    `plain` keeps only the image of a human turn, so there the caption is all that is left of it."""
+    words = caption(scene)
+    value = words if template == "plain" else conversation[0]["value"].replace("<image>", words, 1)
+    return [{**conversation[0], "value": value}, *conversation[1:]]
 
 
 # ---------------------------------------------------------------- evaluation sets
