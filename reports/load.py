@@ -72,6 +72,7 @@ def load_results(inputs: Sequence[Path]) -> pd.DataFrame:
     frames = [frame for path in inputs for frame in _load_input(Path(path))]
     combined = pd.concat(frames, ignore_index=True)
     combined = _disambiguate_seeds(combined)
+    combined = _disambiguate_cells(combined)
     combined = _disambiguate_origins(combined)
     _check_chance(combined)
     return drop_duplicate_values(combined)
@@ -378,6 +379,27 @@ def _disambiguate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         for origin, label, seed in zip(frame["origin"], frame["row_label"], frame["seed"], strict=True)
     ]
     return frame
+
+
+def _disambiguate_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Append what else tells cells apart (a sweep's extra axes, e.g. a learning rate) when one run holds
+    several cells of the same config and seed: `tokenpacker (s=4) [recipe.stage2.learning_rate=_1e-3_]`."""
+    cells = frame.groupby(["origin", "row_label"])["cell_id"].nunique(dropna=True)
+    multi = set(cells[cells > 1].index)
+    frame = frame.copy()
+    frame["row_label"] = [
+        f"{label} [{_cell_suffix(str(cell), seed)}]" if (origin, label) in multi else label
+        for origin, label, cell, seed in zip(
+            frame["origin"], frame["row_label"], frame["cell_id"], frame["seed"], strict=True
+        )
+    ]
+    return frame
+
+
+def _cell_suffix(cell_id: str, seed: Any) -> str:
+    """The part of a sweep cell id after its seed (the extra axes), or the whole id."""
+    marker = f"-seed{int(seed)}-" if not pd.isna(seed) else None
+    return cell_id.split(marker, 1)[1] if marker and marker in cell_id else cell_id
 
 
 def _disambiguate_origins(frame: pd.DataFrame) -> pd.DataFrame:

@@ -207,4 +207,5 @@ REAL_STAGES = Stages(
     evaluate=evaluate,
     measure=measure,
     report=report,
+    pretrain_language=pretrain_language,
 )

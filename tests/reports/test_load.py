@@ -107,6 +107,19 @@ def test_same_config_from_two_runs_gets_two_rows(fixtures: Path) -> None:
     )
 
 
+def test_cells_of_one_config_that_differ_in_another_axis_get_their_own_rows(fixtures: Path, tmp_path: Path) -> None:
+    """An ablation sweep: one projector at two learning rates is two rows, named by the extra axis."""
+    frame = read_results_table(fixtures / "suite")
+    mlp = frame[frame["cell_id"] == "mlp"]
+    low, high = mlp.copy(), mlp.copy()
+    low["cell_id"], high["cell_id"] = "mlp2x_gelu-seed0-recipe.lr=_1e-4_", "mlp2x_gelu-seed0-recipe.lr=_1e-3_"
+    high["value"] = high["value"] + 0.01
+    (tmp_path / "suite").mkdir()
+    pd.concat([low, high]).to_csv(tmp_path / "suite" / "results.csv", index=False)
+    labels = set(load_results([tmp_path / "suite"])["row_label"])
+    assert labels == {"mlp2x_gelu [recipe.lr=_1e-4_]", "mlp2x_gelu [recipe.lr=_1e-3_]"}
+
+
 def test_chance_from_results_table(fixtures: Path) -> None:
     chance = chance_levels(load_results([fixtures / "suite"]))
     assert {(c.task, c.metric): v for c, v in chance.items()} == {("syn_count", "exact_match"): 0.25}
