@@ -1,8 +1,8 @@
 """Question kinds of the synthetic world, grouped by the benchmark whose format they take.
 
 Every image shows one thing: a shape (a colour, a kind and a size, anywhere on the canvas) or a
-word. The questions ask about that thing in each benchmark's format: its colour, size and side,
-whether it is a given object, which word is written. One thing per image is deliberate: a tiny
+word. The questions ask about that thing in each benchmark's format: its colour and size, whether it
+is a given object, which word is written. One thing per image is deliberate: a tiny
 model trained for minutes learns to read an attribute off its visual tokens, but not to bind
 attributes between several objects (multi-object scenes stayed at chance in 300 stage-2 steps,
 see benchmarks/bench_learnability.py). Fine detail is what separates the projectors: small shapes
@@ -28,13 +28,11 @@ from evaluation.synthetic.vocabulary import (
     MME_SUFFIX,
     SHAPE_WEIGHTS,
     SHAPES,
-    SIDES,
     SIZES,
     WORD_SCALES,
     WORDS,
 )
 
-SIDE_MARGIN = 0.1  # of the image width: how far from the midline a shape must be for "left"/"right"
 ANSWER_NOISE = 0.1  # chance that one of TextVQA's ten annotators disagrees
 MAX_NOISY_ANSWERS = 3  # so the drawn text always keeps a clear majority of the ten answers
 SCENE_TRIES = 200
@@ -84,11 +82,6 @@ def the_word(scene: Scene) -> Text | None:
     return scene.texts[0] if len(scene.texts) == 1 and not scene.shapes and scene.texts[0].kind == "word" else None
 
 
-def side_of(scene: Scene, shape: Shape) -> str | None:
-    x = shape.center[0] / scene.width
-    return "left" if x <= 0.5 - SIDE_MARGIN else "right" if x >= 0.5 + SIDE_MARGIN else None
-
-
 def _other(rng: np.random.Generator, options, exclude):
     return pick(rng, [o for o in options if o != exclude])
 
@@ -114,14 +107,7 @@ def _mme_existence(scene, rng):
 def _mme_color(scene, rng):
     if (s := the_shape(scene)) is None:
         return None
-    return _mme_pair(f"Is the {s.kind} {s.color}?", f"Is the {s.kind} {_other(rng, COLOR_NAMES, s.color)}?")
-
-
-def _mme_position(scene, rng):
-    if (s := the_shape(scene)) is None or (side := side_of(scene, s)) is None:
-        return None
-    q = "Is the {} on the {} side of the image?"
-    return _mme_pair(q.format(s.name, side), q.format(s.name, _other(rng, SIDES, side)))
+    return _mme_pair(f"Is the shape {s.color}?", f"Is the shape {_other(rng, COLOR_NAMES, s.color)}?")
 
 
 def _mme_ocr(scene, rng):
@@ -169,8 +155,8 @@ def _gqa_query_color(scene, rng):
     if (s := the_shape(scene)) is None:
         return None
     return _gqa(
-        f"What color is the {s.kind}?", s.color, f"The {s.kind} is {s.color}.", "query", "attr", "queryAttr",
-        f"select: {s.kind} ->query: color",
+        "What color is the shape?", s.color, f"The shape is {s.color}.", "query", "attr", "queryAttr",
+        "select: shape ->query: color",
     )  # fmt: skip
 
 
@@ -179,8 +165,8 @@ def _gqa_choose_color(scene, rng):
         return None
     first, second = _swap(rng, s.color, _other(rng, COLOR_NAMES, s.color))
     return _gqa(
-        f"Is the {s.kind} {first} or {second}?", s.color, f"The {s.kind} is {s.color}.", "choose", "attr",
-        "chooseAttr", f"select: {s.kind} ->choose color: {first}|{second}",
+        f"Is the shape {first} or {second}?", s.color, f"The shape is {s.color}.", "choose", "attr",
+        "chooseAttr", f"select: shape ->choose color: {first}|{second}",
     )  # fmt: skip
 
 
@@ -189,17 +175,8 @@ def _gqa_choose_size(scene, rng):
         return None
     first, second = _swap(rng, *SIZES)
     return _gqa(
-        f"Is the {s.name} {first} or {second}?", s.size, f"The {s.name} is {s.size}.", "choose", "attr",
-        "chooseSize", f"select: {s.name} ->choose size: {first}|{second}",
-    )  # fmt: skip
-
-
-def _gqa_side(scene, rng):
-    if (s := the_shape(scene)) is None or (side := side_of(scene, s)) is None:
-        return None
-    return _gqa(
-        f"On which side of the image is the {s.name}?", side, f"The {s.name} is on the {side} of the image.",
-        "query", "rel", "positionQuery", f"select: {s.name} ->query: hposition",
+        f"Is the shape {first} or {second}?", s.size, f"The shape is {s.size}.", "choose", "attr",
+        "chooseSize", f"select: shape ->choose size: {first}|{second}",
     )  # fmt: skip
 
 
@@ -221,7 +198,7 @@ def _mmbench(question: str, correct: str, pool, rng) -> list[dict]:
 def _mmbench_attribute_recognition(scene, rng):
     if (s := the_shape(scene)) is None:
         return None
-    return _mmbench(f"What color is the {s.kind}?", s.color, COLOR_NAMES, rng)
+    return _mmbench("What color is the shape?", s.color, COLOR_NAMES, rng)
 
 
 def _mmbench_ocr(scene, rng):
@@ -276,13 +253,11 @@ def _pope(scene, rng):
 KINDS: tuple[Kind, ...] = (
     Kind("syn_mme", "existence", one_shape, _mme_existence, 2),
     Kind("syn_mme", "color", one_shape, _mme_color, 2),
-    Kind("syn_mme", "position", one_shape, _mme_position, 2),
     Kind("syn_mme", "OCR", one_word, _mme_ocr, 2),
     Kind("syn_textvqa", "read", one_word, _textvqa_read, len(WORDS)),
     Kind("syn_gqa", "queryAttr", one_shape, _gqa_query_color, len(COLOR_NAMES)),
     Kind("syn_gqa", "chooseAttr", one_shape, _gqa_choose_color, 2),
     Kind("syn_gqa", "chooseSize", one_shape, _gqa_choose_size, 2),
-    Kind("syn_gqa", "positionQuery", one_shape, _gqa_side, 2),
     Kind("syn_mmbench", "attribute_recognition", one_shape, _mmbench_attribute_recognition, 4),
     Kind("syn_mmbench", "ocr", one_word, _mmbench_ocr, 4),
     Kind("syn_pope", "existence", one_shape, _pope, 2),

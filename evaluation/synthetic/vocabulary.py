@@ -26,7 +26,6 @@ COLOR_WEIGHTS = (0.24, 0.2, 0.18, 0.15, 0.12, 0.11)
 BACKGROUND = (28, 28, 28)
 
 SIZES = ("small", "large")
-SIDES = ("left", "right")
 
 # Three-letter words, none of them a colour, shape, size, number word or yes/no: few enough that a
 # tiny model can learn to tell them apart in minutes.

@@ -19,7 +19,6 @@ from evaluation.synthetic import EVAL_TASKS, build_world, chance_levels
 from evaluation.synthetic.scene import Scene, encode_png, render_scene
 from evaluation.synthetic.world import PRESETS, World, _stage1_samples, world_key
 
-SIDE = 0.1  # left or right of the image: this far from the midline
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +55,6 @@ def _only_word(scene: Scene) -> str:
     return text.content
 
 
-def _side(scene: Scene, shape) -> str:
-    x = shape.center[0] / scene.width
-    assert abs(x - 0.5) >= SIDE, "a shape near the midline has no side"
-    return "left" if x < 0.5 else "right"
-
-
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -77,23 +70,15 @@ def read_answer(question: str, scene: Scene) -> str:
     shape = _only_shape(scene)
     if m := re.fullmatch(r"Is there a (\w+ \w+) in the image\?", q):
         return _yes(m[1] == f"{shape.color} {shape.kind}")
-    if m := re.fullmatch(r"Is the (\w+ \w+) on the (left|right) side of the image\?", q):
-        assert m[1] == f"{shape.color} {shape.kind}"
-        return _yes(_side(scene, shape) == m[2])
-    if m := re.fullmatch(r"On which side of the image is the (\w+ \w+)\?", q):
-        assert m[1] == f"{shape.color} {shape.kind}"
-        return _side(scene, shape)
-    if m := re.fullmatch(r"Is the (\w+ \w+) (small|large) or (small|large)\?", q):
-        assert m[1] == f"{shape.color} {shape.kind}" and {m[2], m[3]} == {"small", "large"}
+    if m := re.fullmatch(r"Is the shape (small|large) or (small|large)\?", q):
+        assert {m[1], m[2]} == {"small", "large"}
         return shape.size
-    if m := re.fullmatch(r"Is the (\w+) (\w+) or (\w+)\?", q):
-        assert m[1] == shape.kind and shape.color in (m[2], m[3]) and m[2] != m[3]
+    if m := re.fullmatch(r"Is the shape (\w+) or (\w+)\?", q):
+        assert shape.color in (m[1], m[2]) and m[1] != m[2]
         return shape.color
-    if m := re.fullmatch(r"Is the (\w+) (\w+)\?", q):
-        assert m[1] == shape.kind
-        return _yes(shape.color == m[2])
-    if m := re.fullmatch(r"What color is the (\w+)\?", q):
-        assert m[1] == shape.kind
+    if m := re.fullmatch(r"Is the shape (\w+)\?", q):
+        return _yes(shape.color == m[1])
+    if q == "What color is the shape?":
         return shape.color
     raise AssertionError(f"the test cannot read question {question!r}")
 
@@ -146,7 +131,7 @@ def test_mme_rows_come_in_yes_no_pairs_per_image(world):
         pairs.setdefault(row["question_id"], []).append(row["answer"])
     assert all(sorted(answers) == ["No", "Yes"] for answers in pairs.values())
     categories = {row["category"] for row in rows}
-    assert categories == {"existence", "position", "color", "OCR"}
+    assert categories == {"existence", "color", "OCR"}
 
 
 def test_pope_is_balanced_over_three_samplings(world):
@@ -186,9 +171,6 @@ def test_stage1_captions_name_every_item(world):
         caption = record["conversations"][1]["value"].lower()
         for shape in scene.shapes:
             assert f"a {shape.size} {shape.name}" in caption
-            x = shape.center[0] / scene.width
-            side = "left" if x <= 0.5 - SIDE else "right" if x >= 0.5 + SIDE else None
-            assert (f"on the {side}" in caption) if side else ("on the" not in caption)
         for text in scene.texts:
             assert f"the {text.kind} {text.content.lower()}" in caption
 
@@ -272,7 +254,7 @@ def test_default_world_builds_in_seconds(tmp_path):
     assert time.perf_counter() - started < 60
     assert world.manifest["stage2"]["samples"] >= 1000
     assert all(100 <= world.manifest["eval"][task]["questions"] for task in EVAL_TASKS)
-    assert sum(world.manifest["eval"][task]["questions"] for task in EVAL_TASKS) == 526
+    assert sum(world.manifest["eval"][task]["questions"] for task in EVAL_TASKS) == 510
 
 
 # ---------------------------------------------------------------- bad input
