@@ -106,8 +106,9 @@ def check_stage_inputs(recipe: Recipe, stage: int) -> None:
         recipe.data_location(settings.image_folder),
     )
     if not data_path.is_file():
+        skip = "; or skip stage 0 with --stage0.data_path null" if stage == 0 else ""
         raise FileNotFoundError(
-            f"stage{stage} data file {data_path} does not exist; fix data_path or data_root"
+            f"stage{stage} data file {data_path} does not exist; fix data_path or data_root{skip}"
         )
     if image_folder is not None and not image_folder.is_dir():
         raise FileNotFoundError(

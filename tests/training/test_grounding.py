@@ -58,6 +58,7 @@ def test_tiny_model_learns_to_name_the_colour_it_sees(tmp_path):
     overrides = write_colour_data(tmp_path) | {
         "projector_type": "tokenpacker",
         "scale_factor": 4,
+        "stage0.data_path": "null",  # the two stages alone must ground the image
         "stage1.max_steps": 20,
         "stage2.max_steps": 150,
     }
