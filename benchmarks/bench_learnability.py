@@ -10,7 +10,7 @@ its chance level (a uniform guess) and its majority level (always the most commo
 questions asked); a kind whose row stays at or below the higher of the two is not being learnt.
 
 Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
---scale-factor 4] [--steps 300 --every 50] [--threads 1]`.
+--scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`.
 """
 
 from __future__ import annotations
@@ -117,6 +117,13 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=40, help="evaluation questions per kind")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--language-model",
+        type=Path,
+        default=None,
+        help="start the LLM from this stage-0 checkpoint (e.g. a sweep's world/language/stage0-*/final); "
+        "default: random LLM weights",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -124,7 +131,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         world = build_world(args.world_root or Path(scratch) / "worlds", args.preset, args.seed)
         model, processor = build_model(
-            ModelRecipe(source="tiny", projector_type=args.projector, scale_factor=args.scale_factor)
+            ModelRecipe(
+                source="tiny",
+                projector_type=args.projector,
+                scale_factor=args.scale_factor,
+                language_model=str(args.language_model) if args.language_model else None,
+            )
         )
         set_trained_parts(model, 2)
         train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
