@@ -220,7 +220,9 @@ def read_recipe_file(path: str | Path) -> dict:
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe {path} is not valid YAML: {error}") from None
     if not isinstance(data, Mapping):
-        raise RecipeError(f"recipe {path} must be a YAML mapping with model, stage1, stage2 (and optional stage0) sections")
+        raise RecipeError(
+            f"recipe {path} must be a YAML mapping with model, stage1, stage2 (and optional stage0) sections"
+        )
     return dict(data)
 
 

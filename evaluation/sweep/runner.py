@@ -17,7 +17,6 @@ from evaluation.sweep.launchers import Launcher, LocalLauncher
 from evaluation.sweep.results import STAGE_TIMING_KEYS, collect_results
 from evaluation.sweep.spec import CellConfig, SweepSpec, SweepSpecError, WorldSpec, fingerprint, select_cells
 from evaluation.sweep.stages import REAL_STAGES, Stages, WorldPaths
-from evaluation.synthetic.world import world_key
 from evaluation.sweep.state import (
     cell_dir,
     describe_status,
@@ -28,6 +27,7 @@ from evaluation.sweep.state import (
     write_json,
     write_text,
 )
+from evaluation.synthetic.world import world_key
 
 WORLD_FOLDER = "world"
 LANGUAGE_STATE = "language-state.json"  # in WORLD_FOLDER: seconds each shared stage-0 LLM took
@@ -157,7 +157,9 @@ def prepare_world(folder: Path, spec: WorldSpec, stages: Stages) -> tuple[WorldP
     already complete, so a changed spec never deletes a world another cell was trained on.
     """
     state_file = folder / "state.json"
-    key = fingerprint([asdict(spec), world_key(spec.preset, spec.seed)])  # an edited generator makes a new world
+    key = fingerprint(
+        [asdict(spec), world_key(spec.preset, spec.seed)]
+    )  # an edited generator makes a new world
     if state_file.is_file():
         state = read_json(state_file)
         if state.get("fingerprint") == key:

@@ -24,8 +24,8 @@ import numpy as np
 from evaluation.synthetic.scene import Scene, Shape, Text, pick, sample_canvas, sample_scene
 from evaluation.synthetic.vocabulary import (
     COLOR_NAMES,
-    COLORS,
     COLOR_WEIGHTS,
+    COLORS,
     MME_SUFFIX,
     SIZES,
     WORD_SCALES,
@@ -78,7 +78,11 @@ def the_shape(scene: Scene) -> Shape | None:
 
 def the_word(scene: Scene) -> Text | None:
     """The scene's only item, when it is a word."""
-    return scene.texts[0] if len(scene.texts) == 1 and not scene.shapes and scene.texts[0].kind == "word" else None
+    return (
+        scene.texts[0]
+        if len(scene.texts) == 1 and not scene.shapes and scene.texts[0].kind == "word"
+        else None
+    )
 
 
 def _other(rng: np.random.Generator, options, exclude):
@@ -124,7 +128,9 @@ def _annotator_answers(rng: np.random.Generator, truth: str) -> list[str]:
     answers = []
     for _ in range(10):
         noisy = len(answers) - answers.count(truth) < MAX_NOISY_ANSWERS and rng.random() < ANSWER_NOISE
-        answers.append(pick(rng, ("unanswerable", _other(rng, WORDS, truth.upper()).lower())) if noisy else truth)
+        answers.append(
+            pick(rng, ("unanswerable", _other(rng, WORDS, truth.upper()).lower())) if noisy else truth
+        )
     return answers
 
 
@@ -132,7 +138,13 @@ def _textvqa_read(scene, rng):
     if (word := the_word(scene)) is None:
         return None
     answer = word.answer
-    return [{"question": "what is written in the image?", "answer": answer, "answers": _annotator_answers(rng, answer)}]
+    return [
+        {
+            "question": "what is written in the image?",
+            "answer": answer,
+            "answers": _annotator_answers(rng, answer),
+        }
+    ]
 
 
 # ---------------------------------------------------------------- GQA: short answers, exact match
@@ -217,7 +229,9 @@ COLORS_BY_PRIOR = tuple(c for _, c in sorted(zip(COLOR_WEIGHTS, COLOR_NAMES, str
 def nearest_colors(color: str) -> list[str]:
     """The other colours, closest in RGB first: what a model that sees colour poorly confuses."""
     rgb = np.array(COLORS[color])
-    return sorted((c for c in COLOR_NAMES if c != color), key=lambda c: float(np.sum((np.array(COLORS[c]) - rgb) ** 2)))
+    return sorted(
+        (c for c in COLOR_NAMES if c != color), key=lambda c: float(np.sum((np.array(COLORS[c]) - rgb) ** 2))
+    )
 
 
 def pope_negatives(shape: Shape) -> dict[str, list[str]]:

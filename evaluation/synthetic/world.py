@@ -157,7 +157,9 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
     training_images: set[str] = set()
     described: list[dict] = []
-    stage1 = _write_training(world, "stage1", _stage1_samples(seed, preset), training_images, described, "plain")
+    stage1 = _write_training(
+        world, "stage1", _stage1_samples(seed, preset), training_images, described, "plain"
+    )
     stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images, described)
     world.language_json.write_text(json.dumps(described))
     evaluation, baselines = {}, {}
@@ -228,7 +230,12 @@ def _stage2_samples(seed: int, preset: Preset) -> Iterator[tuple[Scene, list[tup
 
 
 def _write_training(
-    world: World, split: str, samples, training_images: set[str], described: list[dict], template: str | None = None
+    world: World,
+    split: str,
+    samples,
+    training_images: set[str],
+    described: list[dict],
+    template: str | None = None,
 ) -> int:
     """Write the split's images and its LLaVA JSON, and add the same conversations in words to
     `described` (rendered with `template` when given); returns the number of samples."""

@@ -48,7 +48,12 @@ def build_world(log: Path, root: Path, spec: WorldSpec) -> WorldPaths:
     for name in ("stage1.json", "stage2.json", "language.json"):
         (world / name).write_text("[]", encoding="utf-8")
     return WorldPaths(
-        root, world / "stage1.json", world / "stage2.json", world / "language.json", world / "images", world / "eval"
+        root,
+        world / "stage1.json",
+        world / "stage2.json",
+        world / "language.json",
+        world / "images",
+        world / "eval",
     )
 
 

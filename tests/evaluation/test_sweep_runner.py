@@ -81,9 +81,15 @@ def test_a_sweep_writes_one_tidy_record_per_cell_task_and_metric(tmp_path, fakes
     assert (out / row["samples_path"]).is_file()
     assert row["suite_version"] and row["git_commit"] and "torch" in json.loads(row["package_versions"])
     timings = json.loads(row["timings_json"])
-    assert {"generation_s", "pretraining_s", "training_s", "evaluation_s", "efficiency_s", "cell_s", "report_s"} <= set(
-        timings
-    )
+    assert {
+        "generation_s",
+        "pretraining_s",
+        "training_s",
+        "evaluation_s",
+        "efficiency_s",
+        "cell_s",
+        "report_s",
+    } <= set(timings)
     assert timings["pretraining_s"] == 0.25  # the shared stage-0 LLM, trained once before the cells
     hd = table[(table["cell_id"] == "avgpool-s3-hd9-seed0") & (table["metric"] == "visual_tokens")].iloc[0]
     assert (hd["patch_num"], hd["value"]) == (9, 64)
@@ -161,7 +167,12 @@ def test_an_edited_recipe_file_retrains_every_cell(tmp_path, fakes):
     log, out = tmp_path / "calls.log", tmp_path / "out"
     recipe = tmp_path / "mine.yaml"
     recipe.write_text((REPO / "training" / "recipes" / "tiny.yaml").read_text(), encoding="utf-8")
-    run_sweep(load_spec(write_spec(tmp_path, recipe=str(recipe))), out, stages=fakes.make_stages(log), progress=False)
+    run_sweep(
+        load_spec(write_spec(tmp_path, recipe=str(recipe))),
+        out,
+        stages=fakes.make_stages(log),
+        progress=False,
+    )
     recipe.write_text(recipe.read_text().replace("max_steps: 60", "max_steps: 61"), encoding="utf-8")
     spec = load_spec(write_spec(tmp_path, recipe=str(recipe)))
     assert {status for _, status in cell_statuses(spec, out)} == {

@@ -20,7 +20,6 @@ from evaluation.synthetic.scene import Scene, encode_png, render_scene
 from evaluation.synthetic.world import PRESETS, World, _stage1_samples, world_key
 
 
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     return build_world(tmp_path_factory.mktemp("worlds"), "smoke", seed=0)
@@ -187,7 +186,9 @@ def test_the_language_corpus_is_the_training_data_in_words(world):
     for words, record in zip(corpus[len(stage1) :], stage2, strict=True):
         assert "template" not in words and "image" not in words
         first, *rest = words["conversations"]
-        assert "<image>" not in first["value"] and first["value"].endswith(record["conversations"][0]["value"][7:])
+        assert "<image>" not in first["value"] and first["value"].endswith(
+            record["conversations"][0]["value"][7:]
+        )
         assert rest == record["conversations"][1:]
 
 

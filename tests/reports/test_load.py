@@ -107,7 +107,9 @@ def test_same_config_from_two_runs_gets_two_rows(fixtures: Path) -> None:
     )
 
 
-def test_cells_of_one_config_that_differ_in_another_axis_get_their_own_rows(fixtures: Path, tmp_path: Path) -> None:
+def test_cells_of_one_config_that_differ_in_another_axis_get_their_own_rows(
+    fixtures: Path, tmp_path: Path
+) -> None:
     """An ablation sweep: one projector at two learning rates is two rows, named by the extra axis."""
     frame = read_results_table(fixtures / "suite")
     mlp = frame[frame["cell_id"] == "mlp"]

@@ -221,7 +221,8 @@ def text_only(samples: list[dict]) -> list[dict]:
         {
             "id": sample["id"],
             "conversations": [
-                {**turn, "value": turn["value"].replace("<image>", "A picture.")} for turn in sample["conversations"]
+                {**turn, "value": turn["value"].replace("<image>", "A picture.")}
+                for turn in sample["conversations"]
             ],
         }
         for sample in samples
@@ -231,7 +232,12 @@ def text_only(samples: list[dict]) -> list[dict]:
 def test_stage0_pretrains_the_llm_once_and_later_stages_start_from_it(llava, tmp_path):
     language = llava.write("language.json", text_only(llava.instructions()))
     recipe = llava.recipe(max_steps=1) | {
-        "stage0": {"data_path": str(language), "max_steps": 3, "per_device_train_batch_size": 2, "save_steps": 2}
+        "stage0": {
+            "data_path": str(language),
+            "max_steps": 3,
+            "per_device_train_batch_size": 2,
+            "save_steps": 2,
+        }
     }
     first = train_two_stages(recipe, {}, tmp_path / "run")
     [stage0] = (tmp_path / "run").glob("stage0-*")
@@ -239,7 +245,9 @@ def test_stage0_pretrains_the_llm_once_and_later_stages_start_from_it(llava, tmp
     untrained = build_tiny_model(tiny_config("mlp2x_gelu", 1), seed=0).state_dict()
     language_keys = [k for k in pretrained if k.startswith("language_model.")]
     assert language_keys and not all(torch.equal(pretrained[k], untrained[k]) for k in language_keys)
-    assert all(torch.equal(pretrained[k], untrained[k]) for k in pretrained if not k.startswith("language_model."))
+    assert all(
+        torch.equal(pretrained[k], untrained[k]) for k in pretrained if not k.startswith("language_model.")
+    )
     stage1 = read_state_dict(tmp_path / "run" / "stage1" / "final")  # stage 1 trains only the projector
     assert all(torch.equal(stage1[k], pretrained[k]) for k in language_keys)
     assert read_state_dict(first)  # a complete stage-2 checkpoint
