@@ -157,9 +157,7 @@ def prepare_world(folder: Path, spec: WorldSpec, stages: Stages) -> tuple[WorldP
     already complete, so a changed spec never deletes a world another cell was trained on.
     """
     state_file = folder / "state.json"
-    key = fingerprint(
-        [asdict(spec), world_key(spec.preset, spec.seed)]
-    )  # an edited generator makes a new world
+    key = fingerprint([asdict(spec), world_key(spec.preset, spec.seed)])  # an edited generator: a new world
     if state_file.is_file():
         state = read_json(state_file)
         if state.get("fingerprint") == key:

@@ -42,6 +42,10 @@ class WorldPaths:
         return cls(root=root, **{name: root / path for name, path in raw.items()})
 
 
+def no_language_stage(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
+    return None, 0.0
+
+
 @dataclass(frozen=True)
 class Stages:
     """One callable per stage. Each writes only under the folder it is given and returns what it made."""
@@ -58,10 +62,7 @@ class Stages:
     report: Callable[[Path, Path, ReportOptions], Path]  # (results folder, report folder) -> page
     # (cell, world) -> (key, seconds spent now): the cell's shared stage-0 LLM, trained unless there;
     # key None when the cell has no stage 0
-    pretrain_language: Callable[[CellConfig, WorldPaths], tuple[str | None, float]] = lambda cell, world: (
-        None,
-        0.0,
-    )
+    pretrain_language: Callable[[CellConfig, WorldPaths], tuple[str | None, float]] = no_language_stage
 
 
 def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
@@ -100,17 +101,26 @@ def language_root(world: WorldPaths) -> Path:
     return world.root / "language"
 
 
-def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
-    from training.api import has_language_stage, language_folder, train_language_model
+def shared_language_recipe(cell: CellConfig, world: WorldPaths) -> Any:
+    """The cell's resolved recipe when it trains a stage-0 LLM that its sweep shares, else None."""
+    from training.api import has_language_stage
     from training.recipe import load_recipe
 
     if not cell.trains:
-        return None, 0.0
+        return None
     recipe = load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, world))
-    if not has_language_stage(recipe):
+    return recipe if has_language_stage(recipe) else None
+
+
+def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
+    from training.api import language_folder, train_language_model
+    from training.stages import FINAL
+
+    recipe = shared_language_recipe(cell, world)
+    if recipe is None:
         return None, 0.0
     folder = language_folder(recipe, language_root(world))
-    if (folder / "final").is_dir():
+    if (folder / FINAL).is_dir():
         return folder.name, 0.0
     start = time.perf_counter()
     train_language_model(recipe, language_root(world))
@@ -149,13 +159,11 @@ def train(cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int) -
     from training.api import train_two_stages
 
     recipe, overrides = recipe_path(str(cell.recipe)), training_overrides(cell, world)
-    if world is not None:  # the sweep's shared stage-0 LLM (trained by the runner before the cells)
-        from training.api import has_language_stage, train_language_model
-        from training.recipe import load_recipe
+    if world is not None and (shared := shared_language_recipe(cell, world)) is not None:
+        from training.api import train_language_model
 
-        resolved = load_recipe(recipe, overrides)
-        if has_language_stage(resolved):
-            overrides["model.language_model"] = str(train_language_model(resolved, language_root(world)))
+        # the sweep's shared stage-0 LLM, trained by the runner before the cells (so found here)
+        overrides["model.language_model"] = str(train_language_model(shared, language_root(world)))
     if gpus > 1:
         arguments = [f"--{key}={'null' if value is None else value}" for key, value in overrides.items()]
         command = [
