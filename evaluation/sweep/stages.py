@@ -92,8 +92,15 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
     if world is not None:
         for stage, data in (("stage1", world.stage1_json), ("stage2", world.stage2_json)):
             overrides |= {f"{stage}.data_path": str(data), f"{stage}.image_folder": str(world.image_folder)}
-        overrides["stage0.data_path"] = str(world.language_json)
+        if _recipe_has_stage0(cell):  # the world's corpus replaces the recipe's own; none is added
+            overrides["stage0.data_path"] = str(world.language_json)
     return overrides | dict(cell.recipe_overrides)
+
+
+def _recipe_has_stage0(cell: CellConfig) -> bool:
+    from training.recipe import load_recipe
+
+    return load_recipe(recipe_path(str(cell.recipe))).stage0.data_path is not None
 
 
 def language_root(world: WorldPaths) -> Path:

@@ -61,6 +61,18 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
     assert recipe.stage2.learning_rate == 5e-4 and recipe.stage1.max_steps == 7
 
 
+def test_a_recipe_without_stage0_gets_none_from_the_sweep(tmp_path):
+    world = WorldPaths(
+        tmp_path, *(tmp_path / name for name in ("s1.json", "s2.json", "l.json", "images", "eval"))
+    )
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        recipe_path("tiny").read_text().replace("  data_path: language.json\n", "  data_path: null\n")
+    )
+    (cell,) = spec_cells(tmp_path, recipe=str(mine), groups=[{"projector": "tokenpacker", "scale_factor": 4}])
+    assert load_recipe(mine, training_overrides(cell, world)).stage0.data_path is None
+
+
 def test_the_builtin_specs_pass_the_real_checks():
     for name in ("tiny", "smoke"):
         for cell in load_spec(name).cells:
