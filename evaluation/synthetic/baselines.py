@@ -13,7 +13,6 @@ from collections import Counter
 
 from evaluation.synthetic.questions import EVAL_TASKS, kinds_of
 
-MME_MAX_PER_CATEGORY = 200.0  # acc + acc+, each in percent
 MMBENCH_ROTATIONS = 4
 
 

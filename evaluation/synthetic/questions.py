@@ -4,8 +4,8 @@ Every image shows one thing: a shape (a colour, a kind and a size, anywhere on t
 word. The questions ask about that thing in each benchmark's format: its colour and size, whether it
 is a given object, which word is written. One thing per image is deliberate: a tiny
 model trained for minutes learns to read an attribute off its visual tokens, but not to bind
-attributes between several objects (multi-object scenes stayed at chance in 300 stage-2 steps,
-see benchmarks/bench_learnability.py). Fine detail is what separates the projectors: small shapes
+attributes between several objects (the former multi-object scenes stayed at chance in 300
+stage-2 steps of benchmarks/bench_learnability.py). Fine detail is what separates the projectors: small shapes
 and medium-size words cover few patches, so they suffer first when tokens are compressed.
 
 Each kind has a scene recipe (what `sample_scene` should draw) and an `ask` function that reads
