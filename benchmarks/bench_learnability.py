@@ -1,8 +1,11 @@
 """How fast the tiny recipe learns each question kind of a synthetic world: accuracy per kind against
-stage-2 steps.
+stage-2 steps, or, with `--stage 0`, against stage-0 steps with every image replaced by its caption.
 
 Stage 2 as the suite trains it (vision tower frozen, projector + LLM trained, AdamW, warm-up then
-cosine) on the world's stage2.json, from a freshly initialised tiny model. Every `--every` steps
+cosine) on the world's stage2.json, from a freshly initialised tiny model. Stage 0 trains the LLM
+alone on the world's language.json, and asks the evaluation questions in words: it shows which
+look-ups the LLM can do before it sees an image, since a kind it cannot answer from the caption it
+will not answer from the visual tokens either. Every `--every` steps
 the model answers up to `--per-kind` evaluation questions of each kind (the world's own rows, in
 the prompts lmms-eval builds), scored by teacher forcing: right when every answer token is the
 argmax. That is exact match without a decoding loop, so the curves cost seconds. Beside each kind are
@@ -10,7 +13,8 @@ its chance level (a uniform guess) and its majority level (always the most commo
 questions asked); a kind whose row stays at or below the higher of the two is not being learnt.
 
 Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
---scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`.
+--scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`, or
+`... --stage 0 --batch 32 --lr 3e-3` for the LLM alone.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from tqdm.auto import tqdm
 from evaluation.synthetic import build_world
 from evaluation.synthetic.formats import answer, prompt
 from evaluation.synthetic.questions import EVAL_TASKS, KINDS
-from evaluation.synthetic.world import EVAL_QUESTIONS_FILE, EVAL_SCENES_FILE, World
+from evaluation.synthetic.scene import Scene
+from evaluation.synthetic.world import EVAL_QUESTIONS_FILE, EVAL_SCENES_FILE, World, caption
 from tokenpacker.modeling import IGNORE_INDEX
 from training.collator import MultimodalCollator
 from training.data import LlavaDataset
@@ -39,30 +44,33 @@ TEMPLATE = "vicuna_v1"
 MAX_LENGTH = 1024  # room for the MLP's 576 visual tokens
 
 
-def probe_records(world: World, per_kind: int) -> tuple[list[dict], list[str], dict[str, float]]:
-    """Single-turn LLaVA records of up to `per_kind` evaluation rows per kind, each one's kind, and
-    each kind's majority level among them."""
+def probe_records(
+    world: World, per_kind: int, in_words: bool = False
+) -> tuple[list[dict], list[str], dict[str, float]]:
+    """Single-turn LLaVA records of up to `per_kind` evaluation rows per kind (the image replaced by
+    its caption when `in_words`), each one's kind, and each kind's majority level among them."""
     records, kinds = [], []
     answers: dict[str, list[str]] = defaultdict(list)
     for task in EVAL_TASKS:
         folder = world.eval_root / task
-        kind_of_image = {
-            scene["image"]: scene["kind"]
+        scenes = {
+            scene["image"]: scene
             for scene in map(json.loads, (folder / EVAL_SCENES_FILE).read_text().splitlines())
         }
         taken: dict[str, int] = defaultdict(int)
         for row in map(json.loads, (folder / EVAL_QUESTIONS_FILE).read_text().splitlines()):
-            kind = f"{task}/{kind_of_image[row['image']]}"
+            scene = scenes[row["image"]]
+            kind = f"{task}/{scene['kind']}"
             if taken[kind] == per_kind:
                 continue
             taken[kind] += 1
+            image = caption(Scene.from_record(scene["scene"])) if in_words else "<image>"
             turns = [
-                {"from": "human", "value": f"<image>\n{prompt(task, row)}"},
+                {"from": "human", "value": f"{image}\n{prompt(task, row)}"},
                 {"from": "gpt", "value": answer(task, row)},
             ]
-            records.append(
-                {"id": str(len(records)), "image": str(folder / row["image"]), "conversations": turns}
-            )
+            record = {"id": str(len(records)), "conversations": turns}
+            records.append(record if in_words else record | {"image": str(folder / row["image"])})
             kinds.append(kind)
             answers[kind].append(turns[1]["value"])
     majority = {kind: Counter(given).most_common(1)[0][1] / len(given) for kind, given in answers.items()}
@@ -107,6 +115,9 @@ def main() -> None:
     parser.add_argument(
         "--world-root", type=Path, help="where worlds are cached (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--stage", type=int, choices=(0, 2), default=2, help="2: images; 0: the LLM alone, in words"
+    )
     parser.add_argument("--projector", default="tokenpacker")
     parser.add_argument("--scale-factor", type=int, default=4)
     parser.add_argument("--steps", type=int, default=300)
@@ -138,9 +149,12 @@ def main() -> None:
                 language_model=str(args.language_model) if args.language_model else None,
             )
         )
-        set_trained_parts(model, 2)
-        train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
-        records, kinds, majority = probe_records(world, args.per_kind)
+        set_trained_parts(model, args.stage)
+        if args.stage == 0:
+            train = LlavaDataset(world.language_json, None, processor, TEMPLATE, MAX_LENGTH)
+        else:
+            train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
+        records, kinds, majority = probe_records(world, args.per_kind, in_words=args.stage == 0)
         probe_json = Path(scratch) / "probe.json"
         probe_json.write_text(json.dumps(records))
         probe = LlavaDataset(probe_json, "/", processor, TEMPLATE, MAX_LENGTH)
@@ -157,7 +171,7 @@ def main() -> None:
         losses: dict[int, float] = {}
         window: list[float] = []
         model.train()
-        for step in tqdm(range(1, args.steps + 1), desc="stage-2 steps", unit="step"):
+        for step in tqdm(range(1, args.steps + 1), desc=f"stage-{args.stage} steps", unit="step"):
             start = ((step - 1) * args.batch) % len(order)
             batch = (order + order)[start : start + args.batch]
             loss = model(**collate([train[i] for i in batch])).loss
@@ -170,9 +184,12 @@ def main() -> None:
             if step % args.every == 0 or step == args.steps:
                 curves[step] = accuracy_by_kind(model, probe, kinds, collate, batch=32)
                 losses[step], window = sum(window) / len(window), []
+    trained = (
+        "the LLM alone, questions in words" if args.stage == 0 else f"{args.projector} s={args.scale_factor}"
+    )
     print(
-        f"\n{args.projector} s={args.scale_factor} on the {args.preset} world: teacher-forced exact match per "
-        f"kind ({args.per_kind} questions each) after N stage-2 steps of batch {args.batch}, lr {args.lr:g}"
+        f"\n{trained} on the {args.preset} world: teacher-forced exact match per kind ({args.per_kind} "
+        f"questions each) after N stage-{args.stage} steps of batch {args.batch}, lr {args.lr:g}"
     )
     print_curves(curves, losses, majority)
 

@@ -1,4 +1,5 @@
-"""The learnability benchmark end to end on the smoke world: one row per question kind, with its chance and majority levels."""
+"""The learnability benchmark end to end on the smoke world, with images (stage 2) and in words (stage 0):
+one row per question kind, with its chance and majority levels."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evaluation.synthetic.questions import KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path):
+@pytest.mark.parametrize("stage", ["0", "2"])
+def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path, stage):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), "--preset", "smoke"]
+    command += ["--stage", stage]
     command += ["--world-root", str(tmp_path), "--steps", "2", "--every", "1", "--per-kind", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.startswith("syn_")}

@@ -7,10 +7,11 @@ so a folder that exists is complete. Layout:
 
     manifest.json            parameters, counts, blind baselines (no timestamps: bit-identical)
     stage1.json stage2.json  LLaVA JSON; image paths relative to images/
-    language.json            the stage-1 and stage-2 conversations in words, each image replaced by its
-                             caption: the text a tiny LLM is pretrained on before it sees images (stage 0).
-                             Stage-1 samples keep stage 1's `plain` template, so the LLM learns to repeat a
+    language.json            the stage-1 and stage-2 samples in words, each image replaced by its caption:
+                             the text a tiny LLM is pretrained on before it sees images (stage 0). Stage-1
+                             samples keep stage 1's `plain` template, so the LLM learns to repeat a
                              description that precedes it, which stage 1 then asks of the visual tokens.
+                             Each stage-2 question is a sample of its own, right after the caption.
     images/stage1/*.png images/stage2/*.png
     eval/<task>/test.jsonl   rows in the benchmark's schema; image paths relative to the task folder
     eval/<task>/scenes.jsonl the scene record behind each image (what the answers were read from)
@@ -256,18 +257,27 @@ def _write_training(
             )
             conversation.append({"from": "gpt", "value": answer})
         records.append({"id": f"{split}-{index:06d}", "image": image, "conversations": conversation})
-        words = {"id": f"{split}-words-{index:06d}", "conversations": in_words(conversation, scene, template)}
-        described.append(words | {"template": template} if template else words)
+        for number, words in enumerate(in_words(conversation, scene, template)):
+            sample = {"id": f"{split}-words-{index:06d}-{number}", "conversations": words}
+            described.append(sample | {"template": template} if template else sample)
     (world.folder / f"{split}.json").write_text(json.dumps(records))
     return len(records)
 
 
-def in_words(conversation: list[dict], scene: Scene, template: str | None = None) -> list[dict]:
+def in_words(conversation: list[dict], scene: Scene, template: str | None = None) -> list[list[dict]]:
     """The conversation with its image replaced by the scene's caption: what a text-only LLM can learn from.
-    `plain` keeps only the image of a human turn, so there the caption is all that is left of it."""
+    `plain` keeps only the image of a human turn, so there the caption is all that is left of it. Every
+    other question becomes a one-turn sample right after the caption: in one long conversation the
+    tiny LLM learnt to answer "What color is the shape?" with a colour named by an earlier question
+    instead of the caption's (measured: colour 0.4 against 1.0 for one-turn samples)."""
     words = caption(scene)
-    value = words if template == "plain" else conversation[0]["value"].replace("<image>", words, 1)
-    return [{**conversation[0], "value": value}, *conversation[1:]]
+    if template == "plain":
+        return [[{**conversation[0], "value": words}, *conversation[1:]]]
+    samples = []
+    for human, answer in zip(conversation[::2], conversation[1::2], strict=True):
+        question = human["value"].removeprefix("<image>\n")
+        samples.append([{**human, "value": f"{words}\n{question}"}, answer])
+    return samples
 
 
 # ---------------------------------------------------------------- evaluation sets

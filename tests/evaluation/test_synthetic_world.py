@@ -175,21 +175,22 @@ def test_stage1_captions_name_every_item(world):
 
 
 def test_the_language_corpus_is_the_training_data_in_words(world):
-    """Stage 0's text: every training conversation with its image replaced by its caption,
-    stage-1 samples in stage 1's plain template (caption in, caption out)."""
+    """Stage 0's text: every training sample with its image replaced by its caption, stage-1 samples
+    in stage 1's plain template (caption in, caption out), each stage-2 question a sample of its own."""
     corpus = json.loads(world.language_json.read_text())
     stage1, stage2 = json.loads(world.stage1_json.read_text()), json.loads(world.stage2_json.read_text())
-    assert len(corpus) == len(stage1) + len(stage2) == world.manifest["language"]["samples"]
+    questions = [(record, turn) for record in stage2 for turn in range(0, len(record["conversations"]), 2)]
+    assert len(corpus) == len(stage1) + len(questions) == world.manifest["language"]["samples"]
     for words, record in zip(corpus[: len(stage1)], stage1, strict=True):
         caption = record["conversations"][1]["value"]
         assert words["template"] == "plain" and words["conversations"][0]["value"] == caption
-    for words, record in zip(corpus[len(stage1) :], stage2, strict=True):
+    for words, (record, turn) in zip(corpus[len(stage1) :], questions, strict=True):
         assert "template" not in words and "image" not in words
-        first, *rest = words["conversations"]
-        assert "<image>" not in first["value"] and first["value"].endswith(
-            record["conversations"][0]["value"][7:]
-        )
-        assert rest == record["conversations"][1:]
+        human, answer = words["conversations"]
+        caption, question = human["value"].split("\n", 1)
+        assert caption.endswith(".") and "<image>" not in human["value"]
+        assert question == record["conversations"][turn]["value"].removeprefix("<image>\n")
+        assert answer == record["conversations"][turn + 1]
 
 
 def test_evaluation_images_differ_from_training_images(world):
