@@ -58,6 +58,9 @@ class TokenPackerConfig(PreTrainedConfig):
     multi_level_layers: list[int] | None = None
     image_token_id: int = IMAGE_TOKEN_ID
     conversation_template: str = "vicuna_v1"  # the template prompts are written in at inference
+    # DESIGN 1.2.5's 0.02 suits the released widths (C = 1024); None scales each layer's std by its
+    # fan-in instead, for the narrow tiny projectors (tokenpacker/tiny.py)
+    projector_init_std: float | None = 0.02
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -110,6 +113,7 @@ class TokenPackerConfig(PreTrainedConfig):
             llm_width=self.text_config.hidden_size,
             grid=self.grid,
             scale_factor=self.projector_scale_factor,
+            init_std=self.projector_init_std,
         )
 
 

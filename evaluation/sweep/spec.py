@@ -165,9 +165,10 @@ class CellConfig:
             "world",
         )
         inputs = {key: self.to_dict()[key] for key in keys}
-        # what the names stand for: an edited recipe file or world generator retrains the cell
+        # what the names stand for: an edited recipe file or world generator retrains the cell; the
+        # recipe's settings count, not its bytes, so editing a comment keeps finished cells
         if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
-            inputs["recipe_file"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            inputs["recipe_file"] = yaml.safe_load(path.read_text(encoding="utf-8"))
         if self.world is not None:
             inputs["world_key"] = world_key(self.world.preset, self.world.seed)
         return fingerprint(inputs)

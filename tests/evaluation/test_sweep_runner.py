@@ -183,6 +183,16 @@ def test_an_edited_recipe_file_retrains_every_cell(tmp_path, fakes):
     assert Counter(c.split()[0] for c in fakes.calls(log)[before:])["train"] == len(spec.cells)
 
 
+def test_a_comment_edited_in_the_recipe_file_keeps_every_cell(tmp_path, fakes):
+    log, out = tmp_path / "calls.log", tmp_path / "out"
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text((REPO / "training" / "recipes" / "tiny.yaml").read_text(), encoding="utf-8")
+    spec = load_spec(write_spec(tmp_path, recipe=str(recipe)))
+    run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)
+    recipe.write_text("# a note for the reader\n" + recipe.read_text(), encoding="utf-8")
+    assert {status for _, status in cell_statuses(spec, out)} == {"done"}
+
+
 def test_a_checkpoint_cell_is_evaluated_without_training(tmp_path, fakes):
     checkpoint = tmp_path / "given"
     checkpoint.mkdir()

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,3 +153,23 @@ def test_tokenpacker_equals_the_original_algorithm(scale: int, prefix: str) -> N
         got = projector(x, x_multi)
     assert got.shape == expected.shape == (2, (GRID // scale) ** 2, H)
     assert torch.allclose(got, expected, atol=1e-4, rtol=0), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize(
+    ("init_std", "expected"),
+    [
+        (0.02, lambda fan_in, attention: 0.02),
+        (None, lambda fan_in, attention: (fan_in * (1 if attention else 3)) ** -0.5),
+    ],
+)
+def test_projector_weights_follow_the_configured_init(init_std, expected) -> None:
+    """0.02 everywhere as DESIGN 1.2.5 (released widths), or scaled by fan-in for tiny widths."""
+    torch.manual_seed(0)
+    projector = build_projector("tokenpacker", replace(spec(2), init_std=init_std))
+    linears = [m for m in projector.modules() if isinstance(m, nn.Linear)]
+    attention = projector.region_attention.in_proj_weight
+    for weight, fan_in, is_attention in [(m.weight, m.in_features, False) for m in linears] + [
+        (attention, C, True)
+    ]:
+        assert weight.std().item() == pytest.approx(expected(fan_in, is_attention), rel=0.15)
+    assert all(m.bias is None or not m.bias.any() for m in linears)

@@ -23,6 +23,9 @@ class ProjectorSpec:
     llm_width: int
     grid: int
     scale_factor: int = 1
+    init_std: float | None = (
+        0.02  # DESIGN 1.2.5; None scales by fan-in (TokenPackerConfig.projector_init_std)
+    )
 
     def __post_init__(self) -> None:
         check_scale_factor(self.scale_factor, self.grid)
@@ -41,11 +44,20 @@ def check_scale_factor(scale_factor: int, grid: int) -> None:
         )
 
 
-def init_projector_weights(module: nn.Module) -> None:
-    """DESIGN 1.2.5: truncated normal (std 0.02) linear weights, zero biases, unit norms."""
+def weight_std(spec: ProjectorSpec, fan_in: int, attention: bool = False) -> float:
+    """DESIGN 1.2.5's fixed std, or with `init_std=None` the scale of PyTorch's own defaults as a
+    truncated normal: (3 fan_in)^-1/2 for linear layers, fan_in^-1/2 for attention projections
+    (nn.MultiheadAttention's Xavier init)."""
+    if spec.init_std is not None:
+        return spec.init_std
+    return fan_in**-0.5 if attention else (3 * fan_in) ** -0.5
+
+
+def init_projector_weights(module: nn.Module, spec: ProjectorSpec) -> None:
+    """DESIGN 1.2.5: truncated normal linear weights (`weight_std`), zero biases, unit norms."""
     for sub in module.modules():
         if isinstance(sub, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(sub.weight, std=0.02)
+            nn.init.trunc_normal_(sub.weight, std=weight_std(spec, sub.weight[0].numel()))
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
         elif isinstance(sub, (nn.LayerNorm, nn.GroupNorm)):
@@ -62,7 +74,7 @@ class Projector(nn.Module, ABC):
 
     def reset_parameters(self) -> None:
         """Projector init of DESIGN 1.2.5; subclasses with bare Parameters extend it."""
-        init_projector_weights(self)
+        init_projector_weights(self, self.spec)
 
     @abstractmethod
     def num_tokens(self, grid: int) -> int:

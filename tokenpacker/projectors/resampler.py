@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tokenpacker.projectors.base import Projector, ProjectorSpec, gelu_mlp
+from tokenpacker.projectors.base import Projector, ProjectorSpec, gelu_mlp, weight_std
 from tokenpacker.projectors.tokenpacker import attention_heads
 
 
@@ -44,8 +44,9 @@ class ResamplerProjector(Projector):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.trunc_normal_(self.queries, std=0.02)
-        nn.init.trunc_normal_(self.attention.in_proj_weight, std=0.02)
+        width = self.queries.shape[-1]
+        nn.init.trunc_normal_(self.queries, std=weight_std(self.spec, width, attention=True))
+        nn.init.trunc_normal_(self.attention.in_proj_weight, std=weight_std(self.spec, width, attention=True))
         nn.init.zeros_(self.attention.in_proj_bias)
 
     def num_tokens(self, grid: int) -> int:

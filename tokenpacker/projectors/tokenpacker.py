@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenpacker.projectors.base import Projector, ProjectorSpec, gelu_mlp, to_grid
+from tokenpacker.projectors.base import Projector, ProjectorSpec, gelu_mlp, to_grid, weight_std
 
 
 def attention_heads(width: int) -> int:
@@ -69,7 +69,8 @@ class TokenPackerProjector(Projector):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.trunc_normal_(self.region_attention.in_proj_weight, std=0.02)
+        weights = self.region_attention.in_proj_weight
+        nn.init.trunc_normal_(weights, std=weight_std(self.spec, weights.shape[1], attention=True))
         nn.init.zeros_(self.region_attention.in_proj_bias)
 
     def num_tokens(self, grid: int) -> int:
