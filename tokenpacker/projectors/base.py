@@ -23,9 +23,8 @@ class ProjectorSpec:
     llm_width: int
     grid: int
     scale_factor: int = 1
-    init_std: float | None = (
-        0.02  # DESIGN 1.2.5; None scales by fan-in (TokenPackerConfig.projector_init_std)
-    )
+    # DESIGN 1.2.5's std for linear weights; None scales it by fan-in (see `weight_std`)
+    init_std: float | None = 0.02
 
     def __post_init__(self) -> None:
         check_scale_factor(self.scale_factor, self.grid)
