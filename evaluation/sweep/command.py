@@ -8,7 +8,7 @@ from pathlib import Path
 from evaluation.records import RESULTS_CSV, RESULTS_PARQUET
 from evaluation.sweep.check import DEFAULT_TOLERANCE, check_results, read_baseline, write_baseline
 from evaluation.sweep.launchers import LAUNCHERS, make_launcher, resolve_jobs
-from evaluation.sweep.runner import SweepOutcome, cell_statuses, run_sweep
+from evaluation.sweep.runner import SweepOutcome, cell_statuses, check_cells, run_sweep
 from evaluation.sweep.spec import DEFAULT_SPEC, builtin_spec_names, load_spec, select_cells
 from evaluation.sweep.stages import REAL_STAGES, Stages
 from evaluation.sweep.summary import dry_run_listing, results_overview, timings_table
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace, *, stages: Stages = REAL_STAGES) -> int:
     out_dir = args.out or RUNS_FOLDER / spec.name
     baseline = read_baseline(args.check) if args.check is not None else None
     if args.dry_run:
+        check_cells(spec, stages)  # a bad cell is refused here as in a real run, not deep in a fingerprint
         print(dry_run_listing(cell_statuses(spec, out_dir), select_cells(spec, args.only)))
         return 0
     jobs = resolve_jobs(args.jobs if args.jobs is not None else spec.jobs)

@@ -14,7 +14,7 @@ import yaml
 from evaluation.records import read_results_table
 from evaluation.sweep import command
 from evaluation.sweep.check import BaselineEntry, BaselineError, check_results, read_baseline, write_baseline
-from evaluation.sweep.spec import load_spec
+from evaluation.sweep.spec import SweepSpecError, load_spec
 
 HERE = Path(__file__).resolve().parent
 GROUPS = [{"projector": "mlp2x_gelu"}, {"projector": "tokenpacker", "scale_factor": [2, 4]}]
@@ -87,6 +87,15 @@ def test_dry_run_shows_what_is_done_and_what_only_selects(tmp_path, fakes, capsy
     assert lines[2].split() == ["tokenpacker-s2-seed0", "train+evaluate", "pending", "run"]
     assert lines[3].split() == ["tokenpacker-s4-seed0", "train+evaluate", "pending", "skip"]
     assert lines[-1] == "1 of 3 cells done; the next run runs 1"
+
+
+def test_a_dry_run_refuses_a_recipe_that_is_not_yaml_in_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n", encoding="utf-8")
+    spec = yaml.safe_load(write_spec(tmp_path).read_text()) | {"recipe": str(tmp_path / "bad.yaml")}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(SweepSpecError, match=r"cell mlp2x_gelu-seed0: recipe .*bad.yaml is not valid YAML"):
+        command.run(parse(str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out"), "--dry-run"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_prints_the_report_a_short_table_and_the_stage_timings(tmp_path, fakes, capsys):
