@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from tokenpacker.conversation import get_template
+from tokenpacker.tiny import TINY_PATCH_SIZE, check_tiny_patch_size
 
 MODEL_SOURCES = ("tiny", "pretrained")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -44,6 +45,7 @@ class ModelRecipe:
     scale_factor: int = 2
     patch_num: int | None = None  # 9 / 16 / 25 turns on TokenPacker-HD (image_aspect_ratio "slice")
     init_seed: int = 0  # tiny only: seed of the random weights
+    tiny_patch_size: int = TINY_PATCH_SIZE  # tiny only: CLIP patch side in px (2: 24x24 grid, 4: 12x12)
     vision_tower: str | None = None
     language_model: str | None = None
     multi_level_layers: list[int] | None = None  # pretrained only; None: the paper's [12, 16, 22, 23]
@@ -59,6 +61,16 @@ class ModelRecipe:
             )
         if self.dtype not in DTYPES:
             raise RecipeError(f"model.dtype={self.dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
+        if self.source == "tiny":
+            try:
+                check_tiny_patch_size(self.tiny_patch_size)
+            except ValueError as error:
+                raise RecipeError(f"model.tiny_patch_size: {error}") from None
+        if self.source == "pretrained" and self.tiny_patch_size != TINY_PATCH_SIZE:
+            raise RecipeError(
+                f"model.tiny_patch_size={self.tiny_patch_size} applies to tiny models only; a pretrained vision "
+                "tower brings its own patch size: drop the key"
+            )
         if self.source == "pretrained" and not (self.vision_tower and self.language_model):
             raise RecipeError(
                 "model.source='pretrained' needs model.vision_tower and model.language_model: local folders of a "

@@ -182,14 +182,6 @@ def test_builtin_smoke_spec_is_smaller():
     assert smoke.world.preset == "smoke" and len(smoke.cells) < len(tiny.cells)
 
 
-def test_builtin_tiny_long_spec_trains_the_tiny_cells_longer():
-    tiny, long = load_spec("tiny"), load_spec("tiny_long")
-    assert [c.cell_id for c in long.cells] == [c.cell_id for c in tiny.cells]
-    assert long.world == tiny.world and long.tasks == tiny.tasks
-    overrides = dict(long.cells[0].recipe_overrides)
-    assert overrides["stage2.max_steps"] > 60 and overrides["stage1.max_steps"] > 30
-
-
 def test_an_unknown_spec_name_lists_the_builtin_ones():
     with pytest.raises(FileNotFoundError, match="built-in specs: smoke, tiny"):
         load_spec("tinyy")

@@ -38,12 +38,21 @@ def test_bad_value_is_one_line_and_exit_2(tmp_path):
         "allowed: [1, 2, 3, 4, 6, 8, 12, 24]"
     )
     assert not (tmp_path / "x").exists()
+    result = run_cli("tiny", "--out", str(tmp_path / "x"), "--patch-size", "5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tokenpacker tiny: error: tiny patch_size 5 does not divide the 48 px image; use 2, 3, 4, 6 or 8"
+    )
+    assert not (tmp_path / "x").exists()
 
 
 def test_tiny_writes_a_loadable_checkpoint(tmp_path):
     result = run_cli("tiny", "--out", str(tmp_path / "ckpt"), "--projector", "avgpool", "--scale-factor", "3")
     assert result.returncode == 0, result.stderr
     assert "64 visual tokens" in result.stdout
+    result = run_cli("tiny", "--out", str(tmp_path / "ckpt4"), "--projector", "avgpool", "--patch-size", "4")
+    assert result.returncode == 0, result.stderr
+    assert "36 visual tokens" in result.stdout
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
         p.name for p in (tmp_path / "ckpt").iterdir()
     }

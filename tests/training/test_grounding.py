@@ -61,6 +61,8 @@ def test_tiny_model_learns_to_name_the_colour_it_sees(tmp_path):
         "stage0.data_path": "null",  # the two stages alone must ground the image
         "stage1.max_steps": 20,
         "stage2.max_steps": 150,
+        "per_device_train_batch_size": 8,  # the settings this test was sized with, not the recipe's
+        "learning_rate": "1e-3",
     }
     checkpoint = train_two_stages(
         Path(training.__file__).parent / "recipes" / "tiny.yaml", overrides, tmp_path / "run"

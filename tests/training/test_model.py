@@ -57,3 +57,15 @@ def test_pretrained_source_loads_both_folders_and_initialises_the_projector(tmp_
     assert processor.image_processor.crop_size["height"] == 48
     assert isinstance(model.vision_tower.clip, CLIPVisionModel)
     assert isinstance(model.language_model, type(AutoModelForCausalLM.from_config(source.config.text_config)))
+
+
+@pytest.mark.parametrize(("patch_size", "grid", "tokens"), [(2, 24, (576, 144, 36)), (4, 12, (144, 36, 9))])
+def test_tiny_patch_size_sets_the_grid_and_every_token_count(patch_size, grid, tokens):
+    counts = []
+    for projector, scale in (("mlp2x_gelu", 2), ("tokenpacker", 2), ("tokenpacker", 4)):
+        recipe = ModelRecipe(projector_type=projector, scale_factor=scale, tiny_patch_size=patch_size)
+        model, _ = build_model(recipe)
+        assert model.config.grid == grid
+        with torch.no_grad():
+            counts.append(model.get_image_features(torch.zeros(1, 3, 48, 48)).shape[1])
+    assert tuple(counts) == tokens
