@@ -166,7 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patch-num", type=int, default=None, help="TokenPacker-HD crops (9, 16 or 25); default: no HD"
     )
     parser.add_argument(
-        "--patch-size", type=int, default=TINY_PATCH_SIZE, help="CLIP patch side in px: 2 (24x24 grid) or 4 (12x12)"
+        "--patch-size",
+        type=int,
+        default=TINY_PATCH_SIZE,
+        help="CLIP patch side in px: 2 (24x24 grid) or 4 (12x12)",
     )
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
 

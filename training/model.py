@@ -31,7 +31,10 @@ def build_model(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPacke
 
 def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
     config = tiny_config(
-        recipe.projector_type, recipe.scale_factor, patch_num=recipe.patch_num, patch_size=recipe.tiny_patch_size
+        recipe.projector_type,
+        recipe.scale_factor,
+        patch_num=recipe.patch_num,
+        patch_size=recipe.tiny_patch_size,
     )
     processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
     model = build_tiny_model(config, seed=recipe.init_seed)

@@ -124,7 +124,10 @@ def test_bare_override_keys_are_unambiguous():
         ({"conversation_template": "llama3"}, "unknown conversation template 'llama3'"),
         ({"stage1.lora_r": "8"}, "LoRA applies to stage 2"),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
-        ({"tiny_patch_size": "5"}, "model.tiny_patch_size: tiny patch_size 5 does not divide the 48 px image"),
+        (
+            {"tiny_patch_size": "5"},
+            "model.tiny_patch_size: tiny patch_size 5 does not divide the 48 px image",
+        ),
         (
             {"source": "pretrained", "vision_tower": "/c", "language_model": "/l", "tiny_patch_size": "4"},
             "model.tiny_patch_size=4 applies to tiny models only",
