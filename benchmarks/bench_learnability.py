@@ -14,7 +14,8 @@ questions asked); a kind whose row stays at or below the higher of the two is no
 
 Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
 --scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`, or
-`... --stage 0 --batch 32 --lr 3e-3` for the LLM alone.
+`... --stage 0 --batch 32 --lr 1e-3` for the LLM alone. `--patch-size 2` gives the tiny CLIP the real
+tower's 24x24 grid instead of the tiny recipe's 12x12.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def main() -> None:
     )
     parser.add_argument("--projector", default="tokenpacker")
     parser.add_argument("--scale-factor", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=4, help="tiny CLIP patch side in px, as the tiny recipe")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
@@ -146,6 +148,7 @@ def main() -> None:
                 source="tiny",
                 projector_type=args.projector,
                 scale_factor=args.scale_factor,
+                tiny_patch_size=args.patch_size,
                 language_model=str(args.language_model) if args.language_model else None,
             )
         )

@@ -173,7 +173,9 @@ def test_an_edited_recipe_file_retrains_every_cell(tmp_path, fakes):
         stages=fakes.make_stages(log),
         progress=False,
     )
-    recipe.write_text(recipe.read_text().replace("max_steps: 60", "max_steps: 61"), encoding="utf-8")
+    settings = yaml.safe_load(recipe.read_text())
+    settings["stage2"]["max_steps"] += 1
+    recipe.write_text(yaml.safe_dump(settings), encoding="utf-8")
     spec = load_spec(write_spec(tmp_path, recipe=str(recipe)))
     assert {status for _, status in cell_statuses(spec, out)} == {
         "changed (config differs from the finished run; will rerun)"
