@@ -75,7 +75,7 @@ def test_overrides_reach_model_one_stage_or_both():
         },
     )
     assert recipe.model.scale_factor == 3 and recipe.model.patch_num == 9
-    assert recipe.stage2.learning_rate == 1e-4 and recipe.stage1.learning_rate == 1e-3
+    assert recipe.stage2.learning_rate == 1e-4 and recipe.stage1.learning_rate == 3e-3  # the file's
     assert recipe.stage1.max_steps == recipe.stage2.max_steps == 7
     assert recipe.output_dir == "runs/x"
 
