@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from tokenpacker.conversation import get_template
-from tokenpacker.tiny import TINY_PATCH_SIZE, check_tiny_patch_size
+from tokenpacker.tiny import TINY_PATCH_SIZE, tiny_config
 
 MODEL_SOURCES = ("tiny", "pretrained")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -61,11 +61,13 @@ class ModelRecipe:
             )
         if self.dtype not in DTYPES:
             raise RecipeError(f"model.dtype={self.dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
-        if self.source == "tiny":
+        if self.source == "tiny":  # the tiny model's own checks (patch size, scale_factor on its grid)
             try:
-                check_tiny_patch_size(self.tiny_patch_size)
+                tiny_config(
+                    self.projector_type, self.scale_factor, self.patch_num, patch_size=self.tiny_patch_size
+                )
             except ValueError as error:
-                raise RecipeError(f"model.tiny_patch_size: {error}") from None
+                raise RecipeError(f"model: {error}") from None
         if self.source == "pretrained" and self.tiny_patch_size != TINY_PATCH_SIZE:
             raise RecipeError(
                 f"model.tiny_patch_size={self.tiny_patch_size} applies to tiny models only; a pretrained vision "

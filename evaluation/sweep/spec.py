@@ -43,7 +43,8 @@ from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, 
 BUILTIN_SPECS_PACKAGE = "evaluation.sweeps"
 DEFAULT_SPEC = "tiny"
 BASELINE_SUFFIX = "_baseline"
-# Patch grid of the CLIP ViT-L/14-336 tower and of the tiny tower, which copies it (DESIGN 1.1).
+# Patch grid of the CLIP ViT-L/14-336 tower (DESIGN 1.1). A tiny recipe may use a smaller grid
+# (model.tiny_patch_size); its recipe checks scale_factor against that grid when each cell is checked.
 VISION_GRID = 24
 
 IDENTITY_AXES = ("projector", "scale_factor", "patch_num", "seed", "checkpoint")

@@ -98,6 +98,19 @@ def test_a_dry_run_refuses_a_recipe_that_is_not_yaml_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dry_run_checks_scale_factor_on_the_tiny_recipes_grid(tmp_path):
+    spec = yaml.safe_load(write_spec(tmp_path).read_text()) | {
+        "groups": [{"projector": "tokenpacker", "scale_factor": 8}]  # divides 24, not the recipe's 12
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(
+        SweepSpecError,
+        match=r"cell tokenpacker-s8-seed0: model: scale_factor=8 does not divide the 12x12 patch grid",
+    ):
+        command.run(parse(str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out"), "--dry-run"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_prints_the_report_a_short_table_and_the_stage_timings(tmp_path, fakes, capsys):
     out = tmp_path / "out"
     assert (

@@ -75,7 +75,7 @@ def test_overrides_reach_model_one_stage_or_both():
         },
     )
     assert recipe.model.scale_factor == 3 and recipe.model.patch_num == 9
-    assert recipe.stage2.learning_rate == 1e-4 and recipe.stage1.learning_rate == 3e-3  # the file's
+    assert recipe.stage2.learning_rate == 1e-4 and recipe.stage1.learning_rate == 1e-3
     assert recipe.stage1.max_steps == recipe.stage2.max_steps == 7
     assert recipe.output_dir == "runs/x"
 
@@ -126,7 +126,11 @@ def test_bare_override_keys_are_unambiguous():
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
             {"tiny_patch_size": "5"},
-            "model.tiny_patch_size: tiny patch_size 5 does not divide the 48 px image",
+            "model: tiny patch_size 5 does not divide the 48 px image",
+        ),
+        (
+            {"scale_factor": "8", "tiny_patch_size": "4"},
+            "model: scale_factor=8 does not divide the 12x12 patch grid",
         ),
         (
             {"source": "pretrained", "vision_tower": "/c", "language_model": "/l", "tiny_patch_size": "4"},
