@@ -121,7 +121,9 @@ def main() -> None:
     )
     parser.add_argument("--projector", default="tokenpacker")
     parser.add_argument("--scale-factor", type=int, default=4)
-    parser.add_argument("--patch-size", type=int, default=4, help="tiny CLIP patch side in px, as the tiny recipe")
+    parser.add_argument(
+        "--patch-size", type=int, default=4, help="tiny CLIP patch side in px, as the tiny recipe"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
