@@ -77,14 +77,6 @@ def tiny_image_processor() -> CLIPImageProcessor:
     )
 
 
-def check_tiny_patch_size(patch_size: int) -> None:
-    """The patches must tile the image, or the grid (and every token count) is undefined."""
-    if patch_size <= 0 or TINY_IMAGE_SIZE % patch_size:
-        raise ValueError(
-            f"tiny patch_size {patch_size} does not divide the {TINY_IMAGE_SIZE} px image; use 2, 3, 4, 6 or 8"
-        )
-
-
 def tiny_config(
     projector_type: str = "tokenpacker",
     scale_factor: int = 2,
@@ -98,7 +90,10 @@ def tiny_config(
     patch_size 4 (a 12x12 grid) makes every step about four times cheaper for the MLP and
     TokenPacker-HD, which is what lets the tiny sweep train long enough to learn on 2 CPU cores.
     """
-    check_tiny_patch_size(patch_size)
+    if patch_size <= 0 or TINY_IMAGE_SIZE % patch_size:  # the patches must tile the image
+        raise ValueError(
+            f"tiny patch_size {patch_size} does not divide the {TINY_IMAGE_SIZE} px image; use 2, 3, 4, 6 or 8"
+        )
     vision_config = {
         "model_type": "clip_vision_model",
         "hidden_size": 64,
