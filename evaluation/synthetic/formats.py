@@ -146,9 +146,17 @@ def prompt(task: str, row: dict) -> str:
 
 def answer(task: str, row: dict) -> str:
     """The reply a model is trained to give to `prompt(task, row)`; yes/no always as "Yes"/"No"
-    (every scorer here ignores case), so the tiny model learns one spelling."""
+    (every scorer here ignores case), so the tiny model learns one spelling.
+
+    MMBench replies name the option, then its letter: "yellow (B)", which lmms-eval's answer
+    extraction reads as B, so a wrong letter is still wrong. Having named the option, the tiny LLM
+    only has to copy the letter before it; the bare letter needs the whole look-up at once. Measured
+    on multiple-choice text alone (batches of 32, lr 1e-3): bare letters 0.25-0.30 of held-out
+    questions after 600 steps, this reply 0.71 after 600 and 0.94 after 700."""
     if task == "syn_textvqa":
         reply = Counter(row["answers"]).most_common(1)[0][0]
+    elif task == "syn_mmbench":
+        reply = f"{row[row['answer']]} ({row['answer']})"
     else:
         reply = row["answer"]
     return reply.capitalize() if reply.lower() in ("yes", "no") else reply

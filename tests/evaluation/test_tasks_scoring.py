@@ -142,8 +142,9 @@ def test_mmbench_circular_evaluation(tasks, tmp_path):
         for rotation, doc in enumerate(groups[question]):
             if number == 0:  # right in every rotation: a hit
                 predictions.append((doc, doc["answer"]))
-            elif number == 1:  # one rotation wrong: a miss
-                predictions.append((doc, wrong_letter(doc) if rotation == 2 else doc["answer"]))
+            elif number == 1:  # one rotation names the right option with a wrong letter: a miss
+                wrong = f"{doc[doc['answer']]} ({wrong_letter(doc)})"
+                predictions.append((doc, wrong if rotation == 2 else doc["answer"]))
             elif number == 2:  # right, in formats the answer extraction reads: a hit
                 predictions.append(
                     (doc, f"({doc['answer']})" if rotation % 2 else f"{doc['answer']}. {doc[doc['answer']]}")
