@@ -39,9 +39,10 @@ from tokenpacker.modeling import IGNORE_INDEX
 from training.collator import MultimodalCollator
 from training.data import LlavaDataset
 from training.model import build_model, set_trained_parts
-from training.recipe import ModelRecipe
+from training.recipe import ModelRecipe, load_recipe
 
 TEMPLATE = "vicuna_v1"
+TINY_RECIPE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "tiny.yaml"
 MAX_LENGTH = 1024  # room for the MLP's 576 visual tokens
 
 
@@ -122,7 +123,10 @@ def main() -> None:
     parser.add_argument("--projector", default="tokenpacker")
     parser.add_argument("--scale-factor", type=int, default=4)
     parser.add_argument(
-        "--patch-size", type=int, default=4, help="tiny CLIP patch side in px, as the tiny recipe"
+        "--patch-size",
+        type=int,
+        default=load_recipe(TINY_RECIPE).model.tiny_patch_size,
+        help="tiny CLIP patch side in px (default: the tiny recipe's, %(default)s)",
     )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=50)

@@ -85,7 +85,7 @@ def tiny_config(
     patch_size: int = TINY_PATCH_SIZE,
     **overrides,
 ) -> TokenPackerConfig:
-    """A complete tiny LLaVA: 6-layer CLIP (width 64, 24x24 grid) and a 4-layer LLaMA (width 128).
+    """A complete tiny LLaVA: 6-layer CLIP (width 64; a 24x24 grid at patch_size 2) and a 4-layer LLaMA (width 128).
 
     patch_size 4 (a 12x12 grid) makes every step about four times cheaper for the MLP and
     TokenPacker-HD, which is what lets the tiny sweep train long enough to learn on 2 CPU cores.
