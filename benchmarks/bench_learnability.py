@@ -39,7 +39,7 @@ from tokenpacker.modeling import IGNORE_INDEX
 from training.collator import MultimodalCollator
 from training.data import LlavaDataset
 from training.model import build_model, set_trained_parts
-from training.recipe import ModelRecipe, load_recipe
+from training.recipe import ModelRecipe, RecipeError, load_recipe
 
 TEMPLATE = "vicuna_v1"
 TINY_RECIPE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "tiny.yaml"
@@ -144,20 +144,22 @@ def main() -> None:
         "default: random LLM weights",
     )
     args = parser.parse_args()
+    try:  # the recipe's own checks, before any world is generated
+        recipe = ModelRecipe(
+            source="tiny",
+            projector_type=args.projector,
+            scale_factor=args.scale_factor,
+            tiny_patch_size=args.patch_size,
+            language_model=str(args.language_model) if args.language_model else None,
+        )
+    except RecipeError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     with tempfile.TemporaryDirectory() as scratch:
         world = build_world(args.world_root or Path(scratch) / "worlds", args.preset, args.seed)
-        model, processor = build_model(
-            ModelRecipe(
-                source="tiny",
-                projector_type=args.projector,
-                scale_factor=args.scale_factor,
-                tiny_patch_size=args.patch_size,
-                language_model=str(args.language_model) if args.language_model else None,
-            )
-        )
+        model, processor = build_model(recipe)
         set_trained_parts(model, args.stage)
         if args.stage == 0:
             train = LlavaDataset(world.language_json, None, processor, TEMPLATE, MAX_LENGTH)

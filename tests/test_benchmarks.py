@@ -27,3 +27,14 @@ def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path, stage):
         assert float(chance) == round(1 / kind.answers, 2) and float(majority) == 1.0  # one question per kind
         assert len(accuracies) == 2
         assert all(0.0 <= float(a) <= 1.0 for a in accuracies)
+
+
+def test_a_bad_model_setting_is_one_line_before_any_world_is_built(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), "--patch-size", "5"]
+    command += ["--world-root", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bench_learnability.py: error: model: tiny patch_size 5 does not divide the 48 px image; use 2, 3, 4, 6 or 8"
+    )
+    assert not any(tmp_path.iterdir())

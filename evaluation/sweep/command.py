@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from evaluation.records import RESULTS_CSV, RESULTS_PARQUET
@@ -14,6 +15,17 @@ from evaluation.sweep.stages import REAL_STAGES, Stages
 from evaluation.sweep.summary import dry_run_listing, results_overview, timings_table
 
 RUNS_FOLDER = Path("runs")
+
+
+def parse_tolerance(text: str) -> float:
+    """Read --tolerance while parsing, so a bad value is refused before a sweep of minutes runs."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tolerance; give a number >= 0, e.g. 0.05")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=parse_tolerance,
         default=DEFAULT_TOLERANCE,
         help="tolerance written by --write-baseline: absolute for scores up to 1, relative above (default: %(default)s)",
     )

@@ -98,6 +98,17 @@ def test_a_dry_run_refuses_a_recipe_that_is_not_yaml_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("tolerance", ["-1", "nan", "inf", "x"])
+def test_a_bad_tolerance_is_refused_while_parsing(tolerance, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--write-baseline", "b.yaml", "--tolerance", tolerance)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"tokenpacker sweep: error: argument --tolerance: {tolerance!r} is not a tolerance; "
+        "give a number >= 0, e.g. 0.05"
+    )
+
+
 def test_a_dry_run_checks_scale_factor_on_the_tiny_recipes_grid(tmp_path):
     spec = yaml.safe_load(write_spec(tmp_path).read_text()) | {
         "groups": [{"projector": "tokenpacker", "scale_factor": 8}]  # divides 24, not the recipe's 12
