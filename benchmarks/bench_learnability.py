@@ -14,7 +14,8 @@ questions asked); a kind whose row stays at or below the higher of the two is no
 
 Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--projector tokenpacker
 --scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`, or
-`... --stage 0 --batch 32 --lr 1e-3` for the LLM alone. `--patch-size 2` gives the tiny CLIP the real
+`... --stage 0 --batch 32 --lr 1e-3` for the LLM alone (add `--anneal --lr 3e-4 --language-model
+STAGE0_FINAL` for the stage0_anneal phase after it). `--patch-size 2` gives the tiny CLIP the real
 tower's 24x24 grid instead of the tiny recipe's 12x12.
 """
 
@@ -143,7 +144,15 @@ def main() -> None:
         help="start the LLM from this stage-0 checkpoint (e.g. a sweep's world/language/stage0-*/final); "
         "default: random LLM weights",
     )
+    parser.add_argument(
+        "--anneal",
+        action="store_true",
+        help="with --stage 0: train on the world's language_anneal.json, the stage0_anneal corpus "
+        "(start it from a stage-0 checkpoint with --language-model, at the anneal's lr: --lr 3e-4)",
+    )
     args = parser.parse_args()
+    if args.anneal and args.stage != 0:
+        parser.error("--anneal trains the LLM alone on text; give it with --stage 0")
     try:  # the recipe's own checks, before any world is generated
         recipe = ModelRecipe(
             source="tiny",
@@ -162,7 +171,8 @@ def main() -> None:
         model, processor = build_model(recipe)
         set_trained_parts(model, args.stage)
         if args.stage == 0:
-            train = LlavaDataset(world.language_json, None, processor, TEMPLATE, MAX_LENGTH)
+            corpus = world.language_anneal_json if args.anneal else world.language_json
+            train = LlavaDataset(corpus, None, processor, TEMPLATE, MAX_LENGTH)
         else:
             train = LlavaDataset(world.stage2_json, world.image_folder, processor, TEMPLATE, MAX_LENGTH)
         records, kinds, majority = probe_records(world, args.per_kind, in_words=args.stage == 0)

@@ -14,10 +14,10 @@ from evaluation.synthetic.questions import KINDS
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("stage", ["0", "2"])
+@pytest.mark.parametrize("stage", [["0"], ["0", "--anneal"], ["2"]])
 def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path, stage):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), "--preset", "smoke"]
-    command += ["--stage", stage]
+    command += ["--stage", *stage]
     command += ["--world-root", str(tmp_path), "--steps", "2", "--every", "1", "--per-kind", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.startswith("syn_")}
@@ -29,12 +29,20 @@ def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path, stage):
         assert all(0.0 <= float(a) <= 1.0 for a in accuracies)
 
 
-def test_a_bad_model_setting_is_one_line_before_any_world_is_built(tmp_path):
-    command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), "--patch-size", "5"]
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--patch-size", "5"],
+            "model: tiny patch_size 5 does not divide the 48 px image; use 2, 3, 4, 6 or 8",
+        ),
+        (["--anneal"], "--anneal trains the LLM alone on text; give it with --stage 0"),
+    ],
+)
+def test_bad_settings_are_one_line_before_any_world_is_built(tmp_path, arguments, message):
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_learnability.py"), *arguments]
     command += ["--world-root", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        "bench_learnability.py: error: model: tiny patch_size 5 does not divide the 48 px image; use 2, 3, 4, 6 or 8"
-    )
+    assert done.stderr.strip().splitlines()[-1] == f"bench_learnability.py: error: {message}"
     assert not any(tmp_path.iterdir())

@@ -2,7 +2,8 @@
 
 Layout of `output_dir`: `recipe.yaml` (the resolved recipe), `stage1/` and `stage2/` (see
 training.stages), and for a tiny model with a `stage0.data_path`, `stage0-<key>/`: its LLM
-pretrained on text first. Calling again with the same recipe continues where the last call
+pretrained on text first (with a `stage0_anneal.data_path`, then annealed in
+`stage0-<key>/anneal-<key>/`). Calling again with the same recipe continues where the last call
 stopped: finished stages are skipped, an interrupted stage resumes from its last Trainer checkpoint.
 
 Stage 0 depends only on the LLM's seed and stage 0's own settings (not on the projector), so runs
@@ -24,7 +25,7 @@ import yaml
 
 from training.projector_file import PROJECTOR_FILE
 from training.recipe import Recipe, RecipeError, load_recipe
-from training.stages import check_stage_inputs, run_stage
+from training.stages import FINAL, check_stage_inputs, run_stage
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -48,6 +49,8 @@ def train_two_stages(
     stages = (2,) if resolved.projector_file else (1, 2)
     for stage in (0, *stages) if has_language_stage(resolved) else stages:
         check_stage_inputs(resolved, stage)
+    if has_language_stage(resolved) and resolved.stage0_anneal.data_path is not None:
+        check_stage_inputs(resolved, 0, "stage0_anneal")
     claim_output_dir(resolved, folder)
     if has_language_stage(resolved):
         language_model = train_language_model(resolved, folder)
@@ -70,26 +73,42 @@ def has_language_stage(recipe: Recipe) -> bool:
     )
 
 
-def language_stage_key(recipe: Recipe) -> str:
-    """What the stage-0 LLM depends on: the seed of the tiny weights and stage 0's settings and data."""
-    settings = dataclasses.asdict(recipe.stage0) | {
-        "data_path": str(recipe.data_location(recipe.stage0.data_path)),
+def section_key(recipe: Recipe, section: str, **depends_on: object) -> str:
+    """A text phase's folder key: its settings and data (and what else it starts from)."""
+    phase = getattr(recipe, section)
+    settings = dataclasses.asdict(phase) | {
+        "data_path": str(recipe.data_location(phase.data_path)),
         "image_folder": None,
     }
-    payload = json.dumps({"init_seed": recipe.model.init_seed, "stage0": settings}, sort_keys=True)
+    payload = json.dumps({**depends_on, section: settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def language_stage_key(recipe: Recipe) -> str:
+    """What the stage-0 LLM depends on: the seed of the tiny weights and stage 0's settings and data."""
+    return section_key(recipe, "stage0", init_seed=recipe.model.init_seed)
 
 
 def language_folder(recipe: Recipe, root: Path) -> Path:
     return Path(root) / f"stage0-{language_stage_key(recipe)}"
 
 
+def language_model_path(recipe: Recipe, root: Path) -> Path:
+    """The `final/` checkpoint `train_language_model` returns: stage 0's, or its anneal's when there is one."""
+    folder = language_folder(recipe, root)
+    if recipe.stage0_anneal.data_path is not None:
+        folder = folder / f"anneal-{section_key(recipe, 'stage0_anneal')}"
+    return folder / FINAL
+
+
 def train_language_model(recipe: Recipe, root: Path) -> Path:
-    """Stage 0 into `root/stage0-<key>/`, or the one already there; returns its `final/` checkpoint.
+    """Stage 0 into `root/stage0-<key>/` (then its anneal into `anneal-<key>/` inside it), or the ones
+    already there; returns the LLM's `final/` checkpoint.
 
     Concurrent callers with the same key (cells of a sweep) wait on a lock, so one trains and the
     others reuse its result. The model is built with a fixed projector, so the LLM's initial
-    weights do not depend on the projector a later stage uses.
+    weights do not depend on the projector a later stage uses. The anneal is keyed apart from
+    stage 0, so changing only the anneal reuses the stage-0 LLM.
     """
     folder = language_folder(recipe, root)
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +118,15 @@ def train_language_model(recipe: Recipe, root: Path) -> Path:
     )
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return run_stage(text_only, 0, folder)
+        pretrained = run_stage(text_only, 0, folder)
+        if recipe.stage0_anneal.data_path is None:
+            return pretrained
+        annealing = dataclasses.replace(
+            text_only,
+            stage0=recipe.stage0_anneal,
+            model=dataclasses.replace(text_only.model, language_model=str(pretrained)),
+        )
+        return run_stage(annealing, 0, language_model_path(recipe, root).parent)
 
 
 def claim_output_dir(recipe: Recipe, folder: Path) -> None:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="recipe YAML, e.g. training/recipes/tiny.yaml")
     overrides = parser.add_argument_group(
         "recipe overrides",
-        "any recipe field; a bare stage field sets every stage, stage0.KEY / stage1.KEY / stage2.KEY one",
+        "any recipe field; a bare stage field sets every stage, stage0.KEY / stage0_anneal.KEY / stage1.KEY / stage2.KEY one",
     )
     for key, annotation in overridable_keys().items():
         overrides.add_argument(

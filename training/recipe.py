@@ -2,7 +2,8 @@
 
 A recipe names the model to start from (`model:`), the two stages' data and
 hyper-parameters (`stage1:`, `stage2:`), an optional stage 0 that pretrains a tiny model's LLM on
-text alone (`stage0:`, the tiny analogue of starting from Vicuna) and where to write (`output_dir`). Overrides are
+text alone (`stage0:`, the tiny analogue of starting from Vicuna), an optional second text phase after it
+(`stage0_anneal:`) and where to write (`output_dir`). Overrides are
 flat or dotted keys: `scale_factor` (the model field), `stage2.learning_rate` (one stage),
 `learning_rate` (every stage), `output_dir` / `data_root` (top level). Strings are converted to each
 field's type, so YAML's `1e-3` (a string to PyYAML) and CLI text both work.
@@ -24,7 +25,7 @@ from tokenpacker.tiny import TINY_PATCH_SIZE, tiny_config
 
 MODEL_SOURCES = ("tiny", "pretrained")
 DTYPES = ("float32", "bfloat16", "float16")
-STAGES = ("stage0", "stage1", "stage2")
+STAGES = ("stage0", "stage0_anneal", "stage1", "stage2")
 
 
 class RecipeError(ValueError):
@@ -121,6 +122,9 @@ class Recipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
     # stage 0 trains only a tiny model's LLM on text-only conversations; no data_path: no stage 0
     stage0: StageRecipe = field(default_factory=lambda: StageRecipe(learning_rate=1e-3))
+    # a second text-only phase from stage 0's LLM, at a lower lr, on a corpus that weights up what stage 0
+    # learns last (the synthetic world's option letters); no data_path: none
+    stage0_anneal: StageRecipe = field(default_factory=lambda: StageRecipe(learning_rate=3e-4))
     stage1: StageRecipe = field(
         default_factory=lambda: StageRecipe(conversation_template="plain", learning_rate=1e-3)
     )
@@ -156,7 +160,7 @@ def field_types(cls: type) -> dict[str, object]:
 
 
 def overridable_keys() -> dict[str, object]:
-    """Every key an override may name, with its type: bare fields and `stage0.` / `stage1.` / `stage2.` ones."""
+    """Every key an override may name, with its type: bare fields and per-stage (`stage1.KEY`) ones."""
     keys: dict[str, object] = {}
     for name, kind in field_types(Recipe).items():
         if name not in ("model", *STAGES):
@@ -235,13 +239,13 @@ def read_recipe_file(path: str | Path) -> dict:
         raise RecipeError(f"recipe {path} is not valid YAML: {error}") from None
     if not isinstance(data, Mapping):
         raise RecipeError(
-            f"recipe {path} must be a YAML mapping with model, stage1, stage2 (and optional stage0) sections"
+            f"recipe {path} must be a YAML mapping with model, stage1, stage2 (and optional stage0, stage0_anneal) sections"
         )
     return dict(data)
 
 
 def nested_overrides(overrides: Mapping[str, object]) -> dict[str, dict[str, object]]:
-    """Flat or dotted keys -> {section: {field: value}}; a bare stage field goes to both stages."""
+    """Flat or dotted keys -> {section: {field: value}}; a bare stage field goes to every stage."""
     known = overridable_keys()
     top = {n for n in field_types(Recipe) if n not in ("model", *STAGES)}
     model_fields, stage_fields = set(field_types(ModelRecipe)), set(field_types(StageRecipe))
@@ -250,7 +254,7 @@ def nested_overrides(overrides: Mapping[str, object]) -> dict[str, dict[str, obj
         if key not in known:
             raise RecipeError(
                 f"unknown override {key!r}; allowed: a field of model ({', '.join(sorted(model_fields))}), of a stage "
-                f"({', '.join(sorted(stage_fields))}, optionally as stage0.KEY / stage1.KEY / stage2.KEY) or {', '.join(sorted(top))}"
+                f"({', '.join(sorted(stage_fields))}, optionally as {' / '.join(f'{s}.KEY' for s in STAGES)}) or {', '.join(sorted(top))}"
             )
         section, _, name = key.rpartition(".")
         if section:

@@ -94,29 +94,30 @@ def training_arguments(settings: StageRecipe, output_dir: Path) -> TrainingArgum
     )
 
 
-def check_stage_inputs(recipe: Recipe, stage: int) -> None:
-    """What a stage reads must be there before any stage starts, not hours into the run."""
-    settings = recipe.stage(stage)
+def check_stage_inputs(recipe: Recipe, stage: int, section: str | None = None) -> None:
+    """What a stage reads must be there before any stage starts, not hours into the run.
+
+    `section` names the recipe section when it is not `stage<stage>` (stage0_anneal, a stage-0 phase)."""
+    name = section or f"stage{stage}"
+    settings = getattr(recipe, name)
     if not settings.data_path:
-        raise RecipeError(
-            f"stage{stage}.data_path is not set; give --stage{stage}.data_path PATH to a LLaVA JSON file"
-        )
+        raise RecipeError(f"{name}.data_path is not set; give --{name}.data_path PATH to a LLaVA JSON file")
     data_path, image_folder = (
         recipe.data_location(settings.data_path),
         recipe.data_location(settings.image_folder),
     )
     if not data_path.is_file():
-        skip = "; or skip stage 0 with --stage0.data_path null" if stage == 0 else ""
+        skip = f"; or skip {name} with --{name}.data_path null" if stage == 0 else ""
         raise FileNotFoundError(
-            f"stage{stage} data file {data_path} does not exist; fix data_path or data_root{skip}"
+            f"{name} data file {data_path} does not exist; fix data_path or data_root{skip}"
         )
     if image_folder is not None and not image_folder.is_dir():
         raise FileNotFoundError(
-            f"stage{stage} image folder {image_folder} does not exist; fix image_folder or data_root"
+            f"{name} image folder {image_folder} does not exist; fix image_folder or data_root"
         )
     if settings.lora_r and deepspeed_zero_stage(settings.deepspeed) == 3:
         raise RecipeError(
-            f"stage{stage}: LoRA (lora_r={settings.lora_r}) cannot be merged into a ZeRO-3 partitioned model; "
+            f"{name}: LoRA (lora_r={settings.lora_r}) cannot be merged into a ZeRO-3 partitioned model; "
             "use deepspeed zero2"
         )
 

@@ -26,6 +26,7 @@ class WorldPaths:
     stage1_json: Path
     stage2_json: Path
     language_json: Path
+    language_anneal_json: Path
     image_folder: Path
     eval_root: Path
 
@@ -74,6 +75,7 @@ def build_world(root: Path, spec: WorldSpec) -> WorldPaths:
         stage1_json=Path(world.stage1_json),
         stage2_json=Path(world.stage2_json),
         language_json=Path(world.language_json),
+        language_anneal_json=Path(world.language_anneal_json),
         image_folder=Path(world.image_folder),
         eval_root=Path(world.eval_root),
     )
@@ -92,15 +94,18 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
     if world is not None:
         for stage, data in (("stage1", world.stage1_json), ("stage2", world.stage2_json)):
             overrides |= {f"{stage}.data_path": str(data), f"{stage}.image_folder": str(world.image_folder)}
-        if _recipe_has_stage0(cell):  # the world's corpus replaces the recipe's own; none is added
-            overrides["stage0.data_path"] = str(world.language_json)
+        # the world's corpora replace the recipe's own; none is added
+        corpora = {"stage0": world.language_json, "stage0_anneal": world.language_anneal_json}
+        overrides |= {f"{phase}.data_path": str(corpora[phase]) for phase in _recipe_text_phases(cell)}
     return overrides | dict(cell.recipe_overrides)
 
 
-def _recipe_has_stage0(cell: CellConfig) -> bool:
+def _recipe_text_phases(cell: CellConfig) -> list[str]:
+    """The text-only phases (stage0, stage0_anneal) the cell's recipe has data for."""
     from training.recipe import load_recipe
 
-    return load_recipe(recipe_path(str(cell.recipe))).stage0.data_path is not None
+    recipe = load_recipe(recipe_path(str(cell.recipe)))
+    return [phase for phase in ("stage0", "stage0_anneal") if getattr(recipe, phase).data_path is not None]
 
 
 def language_root(world: WorldPaths) -> Path:
@@ -120,18 +125,18 @@ def shared_language_recipe(cell: CellConfig, world: WorldPaths) -> Any:
 
 
 def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
-    from training.api import language_folder, train_language_model
-    from training.stages import FINAL
+    from training.api import language_model_path, train_language_model
 
     recipe = shared_language_recipe(cell, world)
     if recipe is None:
         return None, 0.0
-    folder = language_folder(recipe, language_root(world))
-    if (folder / FINAL).is_dir():
-        return folder.name, 0.0
+    final = language_model_path(recipe, language_root(world))
+    key = final.parent.relative_to(language_root(world)).as_posix()  # stage0-<key>[/anneal-<key>]
+    if final.is_dir():
+        return key, 0.0
     start = time.perf_counter()
     train_language_model(recipe, language_root(world))
-    return folder.name, time.perf_counter() - start
+    return key, time.perf_counter() - start
 
 
 def check_cell(cell: CellConfig) -> None:

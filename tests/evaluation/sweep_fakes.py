@@ -45,13 +45,14 @@ def build_world(log: Path, root: Path, spec: WorldSpec) -> WorldPaths:
     world = root / f"{spec.preset}-seed{spec.seed}"
     for folder in ("images", "eval"):
         (world / folder).mkdir(parents=True, exist_ok=True)
-    for name in ("stage1.json", "stage2.json", "language.json"):
+    for name in ("stage1.json", "stage2.json", "language.json", "language_anneal.json"):
         (world / name).write_text("[]", encoding="utf-8")
     return WorldPaths(
         root,
         world / "stage1.json",
         world / "stage2.json",
         world / "language.json",
+        world / "language_anneal.json",
         world / "images",
         world / "eval",
     )

@@ -30,6 +30,7 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
         tmp_path / "w/stage1.json",
         tmp_path / "w/stage2.json",
         tmp_path / "w/language.json",
+        tmp_path / "w/language_anneal.json",
         tmp_path / "w/images",
         tmp_path / "w/eval",
     )
@@ -51,6 +52,7 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
     )
     assert recipe.stage1.image_folder == recipe.stage2.image_folder == str(world.image_folder)
     assert recipe.stage0.data_path == str(world.language_json) and recipe.stage0.image_folder is None
+    assert recipe.stage0_anneal.data_path == str(world.language_anneal_json)
 
     recipe = load_recipe(recipe_path("tiny"), training_overrides(hd, world))
     assert (recipe.model.projector_type, recipe.model.scale_factor, recipe.model.patch_num) == (
@@ -61,16 +63,21 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
     assert recipe.stage2.learning_rate == 5e-4 and recipe.stage1.max_steps == 7
 
 
-def test_a_recipe_without_stage0_gets_none_from_the_sweep(tmp_path):
+@pytest.mark.parametrize("corpus", ["language.json", "language_anneal.json"])
+def test_a_recipe_without_a_text_phase_gets_none_from_the_sweep(tmp_path, corpus):
     world = WorldPaths(
-        tmp_path, *(tmp_path / name for name in ("s1.json", "s2.json", "l.json", "images", "eval"))
+        tmp_path, *(tmp_path / name for name in ("s1.json", "s2.json", "l.json", "la.json", "images", "eval"))
     )
     mine = tmp_path / "mine.yaml"
     mine.write_text(
-        recipe_path("tiny").read_text().replace("  data_path: language.json\n", "  data_path: null\n")
+        recipe_path("tiny").read_text().replace(f"  data_path: {corpus}\n", "  data_path: null\n")
     )
     (cell,) = spec_cells(tmp_path, recipe=str(mine), groups=[{"projector": "tokenpacker", "scale_factor": 4}])
-    assert load_recipe(mine, training_overrides(cell, world)).stage0.data_path is None
+    recipe = load_recipe(mine, training_overrides(cell, world))
+    phases = {"stage0": recipe.stage0.data_path, "stage0_anneal": recipe.stage0_anneal.data_path}
+    dropped = "stage0" if corpus == "language.json" else "stage0_anneal"
+    kept = next(phase for phase in phases if phase != dropped)
+    assert phases[dropped] is None and phases[kept] is not None
 
 
 def test_the_builtin_specs_pass_the_real_checks():

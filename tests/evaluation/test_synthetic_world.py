@@ -17,7 +17,8 @@ import pytest
 
 from evaluation.synthetic import EVAL_TASKS, build_world, chance_levels
 from evaluation.synthetic.scene import Scene, encode_png, render_scene
-from evaluation.synthetic.world import PRESETS, World, _stage1_samples, world_key
+from evaluation.synthetic.vocabulary import MMBENCH_OPTIONS_HEADER
+from evaluation.synthetic.world import ANNEAL_OPTION_REPEATS, PRESETS, World, _stage1_samples, world_key
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_stored_images_are_the_rendered_scenes(world):
 
 def test_training_data_is_llava_json(world):
     for path, split in ((world.stage1_json, "stage1"), (world.stage2_json, "stage2")):
-        records = json.loads(path.read_text())
+        records = [r for r in json.loads(path.read_text()) if "image" in r]
         assert len(records) == getattr(PRESETS["smoke"], f"{split}_samples")
         for record in records:
             assert set(record) == {"id", "image", "conversations"}
@@ -178,7 +179,8 @@ def test_the_language_corpus_is_the_training_data_in_words(world):
     """Stage 0's text: every training sample with its image replaced by its caption, stage-1 samples
     in stage 1's plain template (caption in, caption out), each stage-2 question a sample of its own."""
     corpus = json.loads(world.language_json.read_text())
-    stage1, stage2 = json.loads(world.stage1_json.read_text()), json.loads(world.stage2_json.read_text())
+    stage1 = json.loads(world.stage1_json.read_text())
+    stage2 = [r for r in json.loads(world.stage2_json.read_text()) if "image" in r]
     questions = [(record, turn) for record in stage2 for turn in range(0, len(record["conversations"]), 2)]
     assert len(corpus) == len(stage1) + len(questions) == world.manifest["language"]["samples"]
     for words, record in zip(corpus[: len(stage1)], stage1, strict=True):
@@ -191,6 +193,30 @@ def test_the_language_corpus_is_the_training_data_in_words(world):
         assert caption.endswith(".") and "<image>" not in human["value"]
         assert question == record["conversations"][turn]["value"].removeprefix("<image>\n")
         assert answer == record["conversations"][turn + 1]
+
+
+def test_stage2_ends_with_text_only_multiple_choice_questions_from_the_corpus(world):
+    records = json.loads(world.stage2_json.read_text())
+    text_only = records[PRESETS["smoke"].stage2_samples :]
+    assert len(text_only) == PRESETS["smoke"].stage2_text_samples == world.manifest["stage2"]["text_only"]
+    assert all("image" not in r for r in text_only) and all("image" in r for r in records[: -len(text_only)])
+    corpus = [json.dumps(s["conversations"]) for s in json.loads(world.language_json.read_text())]
+    chosen = [json.dumps(r["conversations"]) for r in text_only]
+    assert all(MMBENCH_OPTIONS_HEADER in r["conversations"][0]["value"] for r in text_only)
+    assert set(chosen) <= set(corpus) and len({r["id"] for r in text_only}) == len(text_only)
+    assert len(set(chosen)) > len(chosen) // 2  # drawn across the corpus, not one sample repeated
+
+
+def test_the_anneal_corpus_repeats_each_multiple_choice_sample(world):
+    corpus = json.loads(world.language_json.read_text())
+    annealing = json.loads(world.language_anneal_json.read_text())
+    assert world.manifest["language_anneal"]["samples"] == len(annealing)
+    assert annealing[: len(corpus)] == corpus and len({s["id"] for s in annealing}) == len(annealing)
+    options = [s for s in corpus if MMBENCH_OPTIONS_HEADER in s["conversations"][0]["value"]]
+    assert options and len(annealing) == len(corpus) + (ANNEAL_OPTION_REPEATS - 1) * len(options)
+    copies = Counter(json.dumps(s["conversations"]) for s in annealing[len(corpus) :])
+    originals = Counter(json.dumps(s["conversations"]) for s in options)
+    assert copies == Counter({text: n * (ANNEAL_OPTION_REPEATS - 1) for text, n in originals.items()})
 
 
 def test_evaluation_images_differ_from_training_images(world):

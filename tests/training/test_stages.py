@@ -259,6 +259,40 @@ def test_stage0_pretrains_the_llm_once_and_later_stages_start_from_it(llava, tmp
     assert (stage0 / "final" / "model.safetensors").stat().st_mtime_ns == written
 
 
+def test_the_anneal_continues_from_the_stage0_llm_and_is_keyed_apart_from_it(llava, tmp_path):
+    language = llava.write("language.json", text_only(llava.instructions()))
+    phase = {"data_path": str(language), "max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 2}
+    recipe = llava.recipe(max_steps=1) | {"stage0": phase, "stage0_anneal": phase | {"learning_rate": 1e-2}}
+    train_two_stages(recipe, {}, tmp_path / "run")
+    [stage0] = (tmp_path / "run").glob("stage0-*")
+    [anneal] = stage0.glob("anneal-*")
+    pretrained, annealed = read_state_dict(stage0 / "final"), read_state_dict(anneal / "final")
+    language_keys = [k for k in annealed if k.startswith("language_model.")]
+    assert not all(torch.equal(annealed[k], pretrained[k]) for k in language_keys)
+    stage1 = read_state_dict(tmp_path / "run" / "stage1" / "final")  # later stages start from the anneal
+    assert all(torch.equal(stage1[k], annealed[k]) for k in language_keys)
+
+    # another anneal reuses the stage-0 LLM and trains beside the first one
+    written = (stage0 / "final" / "model.safetensors").stat().st_mtime_ns
+    other = load_recipe(recipe, {"stage0_anneal.learning_rate": "1e-3"})
+    again = train_language_model(other, tmp_path / "run")
+    assert again.parent.parent == stage0 and again.parent != anneal and again.is_dir()
+    assert (stage0 / "final" / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_missing_anneal_data_fails_before_stage0_runs(llava, tmp_path):
+    language = llava.write("language.json", text_only(llava.instructions()))
+    recipe = llava.recipe(max_steps=1) | {
+        "stage0": {"data_path": str(language)},
+        "stage0_anneal": {"data_path": str(tmp_path / "nowhere.json")},
+    }
+    with pytest.raises(
+        FileNotFoundError, match="stage0_anneal data file .*nowhere.json does not exist.*skip stage0_anneal"
+    ):
+        train_two_stages(recipe, {}, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
