@@ -139,6 +139,11 @@ class Recipe:
                 f"stage1.lora_r={self.stage1.lora_r}: stage 1 trains only the projector, LoRA applies to stage 2; "
                 "set stage2.lora_r instead"
             )
+        if self.stage0_anneal.data_path is not None and self.stage0.data_path is None:
+            raise RecipeError(
+                "stage0_anneal.data_path is set but stage0.data_path is not: the anneal continues stage 0's LLM; "
+                "set stage0.data_path, or stage0_anneal.data_path null"
+            )
 
     def stage(self, number: int) -> StageRecipe:
         if number not in (0, 1, 2):
