@@ -123,7 +123,7 @@ class Recipe:
     # stage 0 trains only a tiny model's LLM on text-only conversations; no data_path: no stage 0
     stage0: StageRecipe = field(default_factory=lambda: StageRecipe(learning_rate=1e-3))
     # a second text-only phase from stage 0's LLM, at a lower lr, on a corpus that weights up what stage 0
-    # learns last (the synthetic world's option letters); no data_path: none
+    # learns last (the synthetic world's option letters); no data_path, or no stage 0: none
     stage0_anneal: StageRecipe = field(default_factory=lambda: StageRecipe(learning_rate=3e-4))
     stage1: StageRecipe = field(
         default_factory=lambda: StageRecipe(conversation_template="plain", learning_rate=1e-3)
@@ -138,11 +138,6 @@ class Recipe:
             raise RecipeError(
                 f"stage1.lora_r={self.stage1.lora_r}: stage 1 trains only the projector, LoRA applies to stage 2; "
                 "set stage2.lora_r instead"
-            )
-        if self.stage0_anneal.data_path is not None and self.stage0.data_path is None:
-            raise RecipeError(
-                "stage0_anneal.data_path is set but stage0.data_path is not: the anneal continues stage 0's LLM; "
-                "set stage0.data_path, or stage0_anneal.data_path null"
             )
 
     def stage(self, number: int) -> StageRecipe:

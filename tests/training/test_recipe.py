@@ -123,7 +123,6 @@ def test_bare_override_keys_are_unambiguous():
         ({"source": "pretrained"}, "needs model.vision_tower and model.language_model"),
         ({"conversation_template": "llama3"}, "unknown conversation template 'llama3'"),
         ({"stage1.lora_r": "8"}, "LoRA applies to stage 2"),
-        ({"stage0_anneal.data_path": "a.json"}, "stage0_anneal.data_path is set but stage0.data_path is not"),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
             {"tiny_patch_size": "5"},
