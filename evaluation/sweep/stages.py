@@ -94,18 +94,22 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
     if world is not None:
         for stage, data in (("stage1", world.stage1_json), ("stage2", world.stage2_json)):
             overrides |= {f"{stage}.data_path": str(data), f"{stage}.image_folder": str(world.image_folder)}
-        # the world's corpora replace the recipe's own; none is added
+        # the world's corpora replace those of the text phases the recipe has; none is added
         corpora = {"stage0": world.language_json, "stage0_anneal": world.language_anneal_json}
-        overrides |= {f"{phase}.data_path": str(corpora[phase]) for phase in _recipe_text_phases(cell)}
+        recipe = _cell_recipe(cell)
+        overrides |= {
+            f"{phase}.data_path": str(corpus)
+            for phase, corpus in corpora.items()
+            if getattr(recipe, phase).data_path is not None
+        }
     return overrides | dict(cell.recipe_overrides)
 
 
-def _recipe_text_phases(cell: CellConfig) -> list[str]:
-    """The text-only phases (stage0, stage0_anneal) the cell's recipe has data for."""
+def _cell_recipe(cell: CellConfig) -> Any:
+    """The cell's recipe file as written, before any override."""
     from training.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path(str(cell.recipe)))
-    return [phase for phase in ("stage0", "stage0_anneal") if getattr(recipe, phase).data_path is not None]
+    return load_recipe(recipe_path(str(cell.recipe)))
 
 
 def language_root(world: WorldPaths) -> Path:

@@ -178,8 +178,9 @@ def _write_world(world: World, preset: Preset, name: str, seed: int) -> None:
         world, "stage1", _stage1_samples(seed, preset), training_images, described, "plain"
     )
     stage2 = _write_training(world, "stage2", _stage2_samples(seed, preset), training_images, described)
-    text_only = stage2_text_samples(described, preset.stage2_text_samples, _rng(seed, STAGE2_TEXT))
-    annealing = anneal_corpus(described)
+    options = multiple_choice(described)
+    text_only = stage2_text_samples(options, preset.stage2_text_samples, _rng(seed, STAGE2_TEXT))
+    annealing = described + anneal_copies(options)
     for path, records in (
         (world.stage1_json, stage1),
         (world.stage2_json, stage2 + text_only),
@@ -292,24 +293,23 @@ def _write_training(
     return records
 
 
-def anneal_corpus(described: list[dict]) -> list[dict]:
-    """The language corpus with each multiple-choice sample ANNEAL_OPTION_REPEATS times (copies get
-    their own ids): enough option letters to learn them, enough of the rest not to forget it."""
-    options = [s for s in described if MMBENCH_OPTIONS_HEADER in s["conversations"][0]["value"]]
-    copies = [s | {"id": f"{s['id']}-copy{k}"} for k in range(1, ANNEAL_OPTION_REPEATS) for s in options]
-    return described + copies
+def multiple_choice(described: list[dict]) -> list[dict]:
+    """The corpus's multiple-choice samples (MMBench questions in words), in corpus order."""
+    return [s for s in described if MMBENCH_OPTIONS_HEADER in s["conversations"][0]["value"]]
 
 
-def stage2_text_samples(described: list[dict], count: int, rng: np.random.Generator) -> list[dict]:
-    """`count` of the corpus's stage-2 multiple-choice samples, drawn without replacement, as text-only
+def anneal_copies(options: list[dict]) -> list[dict]:
+    """What the anneal corpus adds to the language corpus: each multiple-choice sample another
+    ANNEAL_OPTION_REPEATS - 1 times (with ids of their own), enough option letters to learn them,
+    enough of the rest not to forget it."""
+    return [s | {"id": f"{s['id']}-copy{k}"} for k in range(1, ANNEAL_OPTION_REPEATS) for s in options]
+
+
+def stage2_text_samples(options: list[dict], count: int, rng: np.random.Generator) -> list[dict]:
+    """`count` of the multiple-choice samples, drawn without replacement, as text-only
     stage-2 samples. Measured in the default sweep after the anneal (one run each): with 1000 of them,
     MMBench beats chance for 7 of 8 models, twice; without, for 2 and for 5 of 8. They cost some MME
     (the models' median 355 and 340 against 360-390), as the image samples drop to 5 in 6."""
-    options = [
-        s
-        for s in described
-        if MMBENCH_OPTIONS_HEADER in s["conversations"][0]["value"] and "template" not in s
-    ]
     chosen = sorted(rng.choice(len(options), size=min(count, len(options)), replace=False).tolist())
     return [
         {"id": f"stage2-text-{n:06d}", "conversations": options[i]["conversations"]}
