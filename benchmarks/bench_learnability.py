@@ -16,7 +16,8 @@ Run: `.venv/bin/python benchmarks/bench_learnability.py [--preset default] [--pr
 --scale-factor 4] [--steps 300 --every 50] [--threads 1] [--language-model STAGE0_FINAL]`, or
 `... --stage 0 --batch 32 --lr 1e-3` for the LLM alone (add `--anneal --lr 3e-4 --language-model
 STAGE0_FINAL` for the stage0_anneal phase after it). `--patch-size 2` gives the tiny CLIP the real
-tower's 24x24 grid instead of the tiny recipe's 12x12.
+tower's 24x24 grid instead of the tiny recipe's 12x12 (with `--vision-tower random`: the shipped tower
+is pretrained at 12x12). The tower is the one the sweep uses, pretrained on the world's scenes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from evaluation.synthetic import build_world
 from evaluation.synthetic.formats import answer, prompt
 from evaluation.synthetic.questions import EVAL_TASKS, KINDS
 from evaluation.synthetic.scene import Scene
-from evaluation.synthetic.world import EVAL_QUESTIONS_FILE, EVAL_SCENES_FILE, World, caption
+from evaluation.synthetic.world import EVAL_QUESTIONS_FILE, EVAL_SCENES_FILE, SHIPPED_TOWER, World, caption
+from tokenpacker.checkpoints import CheckpointError
 from tokenpacker.modeling import IGNORE_INDEX
 from training.collator import MultimodalCollator
 from training.data import LlavaDataset
@@ -145,6 +147,12 @@ def main() -> None:
         "default: random LLM weights",
     )
     parser.add_argument(
+        "--vision-tower",
+        default=str(SHIPPED_TOWER),
+        help="tiny CLIP tower folder, or 'random' for the seed's random weights (default: the shipped tower the "
+        "sweep uses, %(default)s)",
+    )
+    parser.add_argument(
         "--anneal",
         action="store_true",
         help="with --stage 0: train on the world's language_anneal.json, the stage0_anneal corpus "
@@ -160,15 +168,16 @@ def main() -> None:
             scale_factor=args.scale_factor,
             tiny_patch_size=args.patch_size,
             language_model=str(args.language_model) if args.language_model else None,
+            vision_tower=None if args.vision_tower == "random" else args.vision_tower,
         )
-    except RecipeError as error:
+        model, processor = build_model(recipe)
+    except (RecipeError, CheckpointError) as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     with tempfile.TemporaryDirectory() as scratch:
         world = build_world(args.world_root or Path(scratch) / "worlds", args.preset, args.seed)
-        model, processor = build_model(recipe)
         set_trained_parts(model, args.stage)
         if args.stage == 0:
             corpus = world.language_anneal_json if args.anneal else world.language_json

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.synthetic.questions import KINDS
+from evaluation.synthetic.world import SHIPPED_TOWER
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,11 @@ def test_learnability_benchmark_prints_a_curve_for_every_kind(tmp_path, stage):
             "model: tiny patch_size 5 does not divide the 48 px image; use 2, 3, 4, 6 or 8",
         ),
         (["--anneal"], "--anneal trains the LLM alone on text; give it with --stage 0"),
+        (
+            ["--patch-size", "2"],
+            f"the vision tower in {SHIPPED_TOWER} does not fit this tiny model (patch_size 4 vs 2); pretrain one "
+            "for it with tokenpacker synth-tower, or set model.tiny_patch_size to the tower's",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_before_any_world_is_built(tmp_path, arguments, message):
@@ -46,3 +52,27 @@ def test_bad_settings_are_one_line_before_any_world_is_built(tmp_path, arguments
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"bench_learnability.py: error: {message}"
     assert not any(tmp_path.iterdir())
+
+
+def test_tower_probe_prints_each_tower_and_property_at_every_pooling():
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_tower_probe.py")]
+    command += ["--samples", "24", "--held-out", "12", "--steps", "2", "--batch", "4", "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows[0] == ["tower", "property", "chance", "pool", "1", "pool", "2", "pool", "3", "pool", "4"]
+    assert sorted((row[0], row[1]) for row in rows[1:]) == [
+        ("random", "colour"),
+        ("random", "word"),
+        ("shipped", "colour"),
+        ("shipped", "word"),
+    ]
+    assert all(len(row) == 7 and all(0 <= float(v) <= 1 for v in row[2:]) for row in rows[1:])
+
+
+def test_tower_probe_refuses_a_tower_that_is_not_one_in_one_line(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_tower_probe.py"), "--towers", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"bench_tower_probe.py: error: --towers: {tmp_path} is neither shipped, random nor a CLIP vision model folder"
+    )

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluation.synthetic.command",
         "generate the synthetic world: training data and evaluation sets",
     ),
+    "synth-tower": (
+        "evaluation.synthetic.tower",
+        "pretrain the tiny CLIP tower on synthetic scenes (the shipped tower; this reproduces it)",
+    ),
     "train": (
         "training.command",
         "two-stage training (alignment pretraining, instruction tuning) from a recipe",

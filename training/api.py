@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from training.model import check_vision_tower
 from training.projector_file import PROJECTOR_FILE
 from training.recipe import Recipe, RecipeError, load_recipe
 from training.stages import FINAL, check_stage_inputs, run_stage
@@ -51,6 +52,7 @@ def train_two_stages(
         check_stage_inputs(resolved, stage)
     if has_language_stage(resolved) and resolved.stage0_anneal.data_path is not None:
         check_stage_inputs(resolved, 0, "stage0_anneal")
+    check_vision_tower(resolved.model)
     claim_output_dir(resolved, folder)
     if has_language_stage(resolved):
         language_model = train_language_model(resolved, folder)

@@ -8,7 +8,13 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+)
 
 from tokenpacker.checkpoints import CheckpointError, read_state_dict
 from tokenpacker.modeling import TokenPackerConfig, TokenPackerForCausalLM, default_attn_implementation
@@ -38,9 +44,38 @@ def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPacker
     )
     processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
     model = build_tiny_model(config, seed=recipe.init_seed)
+    if recipe.vision_tower is not None:  # a pretrained tiny CLIP (`tokenpacker synth-tower`'s)
+        check_vision_tower(recipe)
+        model.vision_tower.clip.load_state_dict(
+            CLIPVisionModel.from_pretrained(recipe.vision_tower).state_dict()
+        )
     if recipe.language_model is not None:
         load_language_model(model, Path(recipe.language_model))
     return model, processor
+
+
+def check_vision_tower(recipe: ModelRecipe) -> None:
+    """A tiny model's pretrained tower must be a CLIP folder that fits it; checked before any stage starts."""
+    if recipe.source != "tiny" or recipe.vision_tower is None:
+        return
+    folder = Path(recipe.vision_tower)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"model.vision_tower {folder} is not a CLIP vision model folder (no config.json); give the folder "
+            "`tokenpacker synth-tower` writes (e.g. evaluation/synthetic/tiny_tower) or drop the key"
+        )
+    theirs = CLIPVisionConfig.from_pretrained(folder)
+    ours = tiny_config(patch_size=recipe.tiny_patch_size).vision_config
+    differing = [
+        f"{name} {getattr(theirs, name)} vs {getattr(ours, name)}"
+        for name in ("hidden_size", "num_hidden_layers", "image_size", "patch_size")
+        if getattr(theirs, name) != getattr(ours, name)
+    ]
+    if differing:
+        raise CheckpointError(
+            f"the vision tower in {folder} does not fit this tiny model ({', '.join(differing)}); "
+            "pretrain one for it with tokenpacker synth-tower, or set model.tiny_patch_size to the tower's"
+        )
 
 
 def load_language_model(model: TokenPackerForCausalLM, checkpoint: Path) -> None:

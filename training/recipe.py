@@ -38,7 +38,8 @@ class ModelRecipe:
 
     `pretrained` reads `vision_tower` (e.g. clip-vit-large-patch14-336) and `language_model`
     (e.g. vicuna-7b-v1.5) from local folders; the projector starts from its own init.
-    `tiny` with `language_model` takes its LLM weights from that suite checkpoint (a stage-0 `final/`).
+    `tiny` with `language_model` takes its LLM weights from that suite checkpoint (a stage-0 `final/`),
+    and with `vision_tower` its tower's from a tiny CLIP folder (`tokenpacker synth-tower`'s).
     """
 
     source: str = "tiny"

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from evaluation.synthetic.world import check_preset, world_key
+from evaluation.synthetic.world import check_preset, shipped_tower_digest, world_key
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, check_scale_factor
 
@@ -170,8 +170,9 @@ class CellConfig:
         # recipe's settings count, not its bytes, so editing a comment keeps finished cells
         if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
             inputs["recipe_file"] = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if self.world is not None:
+        if self.world is not None:  # the world's data, and the tower its cells see through
             inputs["world_key"] = world_key(self.world.preset, self.world.seed)
+            inputs["vision_tower"] = shipped_tower_digest()
         return fingerprint(inputs)
 
     def evaluation_fingerprint(self) -> str:

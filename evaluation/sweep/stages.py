@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec, recipe_path
+from evaluation.synthetic.world import SHIPPED_TOWER
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
             for phase, corpus in corpora.items()
             if getattr(recipe, phase).data_path is not None
         }
+        # a tiny model sees through the tower pretrained on the world's scenes, unless the cell names one
+        if recipe.model.source == "tiny":
+            overrides.setdefault("model.vision_tower", str(SHIPPED_TOWER))
     return overrides | dict(cell.recipe_overrides)
 
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from evaluation.synthetic.world import MANIFEST, PRESETS, build_world, world_key
+from evaluation.synthetic.world import MANIFEST, PRESETS, SHIPPED_TOWER, build_world, world_key
 from evaluation.tasks import DATA_ROOT_ENV, SYNTHETIC_GROUP, TASKS_DIR
 
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"stage 1      {world.stage1_json} ({manifest['stage1']['samples']} captions)")
     print(f"stage 2      {world.stage2_json} ({manifest['stage2']['samples']} conversations)")
     print(f"images       {world.image_folder}")
+    print(f"tower        {SHIPPED_TOWER} (pretrained on such scenes: train with --model.vision_tower TOWER)")
     for task, summary in manifest["eval"].items():
         print(f"{task:<12} {summary['questions']} questions on {summary['images']} images")
     print(

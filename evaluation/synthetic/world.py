@@ -58,6 +58,9 @@ EVAL_SCENES_FILE = "scenes.jsonl"
 # questions in words): x6 gives 0.64 with every other question kind still right, x3 stays at 0.3, and
 # multiple choice alone gives 0.95 but forgets the rest (yes/no 0.57-0.71).
 ANNEAL_OPTION_REPEATS = 6
+# The tiny CLIP tower pretrained on this generator's scenes (`tokenpacker synth-tower`; see tower.py),
+# which a sweep's cells on a synthetic world see through, as LLaVA sees through a pretrained CLIP.
+SHIPPED_TOWER = Path(__file__).parent / "tiny_tower"
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,11 @@ def world_key(preset: str, seed: int) -> str:
     for module in GENERATOR_MODULES:
         digest.update((package / module).read_bytes())
     return f"{preset}-seed{seed}-{digest.hexdigest()[:12]}"
+
+
+def shipped_tower_digest() -> str:
+    """Covers the shipped tower's weights, so cells trained through it are redone when it is replaced."""
+    return hashlib.sha256((SHIPPED_TOWER / "model.safetensors").read_bytes()).hexdigest()[:12]
 
 
 def build_world(root: Path, preset: str = "default", seed: int = 0) -> World:

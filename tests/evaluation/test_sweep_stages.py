@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluation.sweep import spec as spec_module
 from evaluation.sweep.spec import load_spec
 from evaluation.sweep.stages import WorldPaths, check_cell, recipe_path, training_overrides
+from evaluation.synthetic.world import SHIPPED_TOWER
 from training.recipe import load_recipe
 
 
@@ -61,6 +63,25 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
         9,
     )
     assert recipe.stage2.learning_rate == 5e-4 and recipe.stage1.max_steps == 7
+    assert recipe.model.vision_tower == str(SHIPPED_TOWER)  # every cell sees through the world's tower
+
+
+def test_a_cell_that_names_its_tower_keeps_it_and_the_shipped_one_is_in_the_cell_key(tmp_path, monkeypatch):
+    world = WorldPaths(
+        tmp_path, *(tmp_path / name for name in ("s1.json", "s2.json", "l.json", "la.json", "images", "eval"))
+    )
+    (plain,) = spec_cells(
+        tmp_path, world={"preset": "smoke"}, groups=[{"projector": "avgpool", "scale_factor": 2}]
+    )
+    (own,) = spec_cells(
+        tmp_path, groups=[{"projector": "avgpool", "scale_factor": 2, "model.vision_tower": "/t"}]
+    )
+    assert training_overrides(own, world)["model.vision_tower"] == "/t"
+    assert "model.vision_tower" not in training_overrides(plain, None)  # no world, no world's tower
+
+    before = plain.train_fingerprint()
+    monkeypatch.setattr(spec_module, "shipped_tower_digest", lambda: "replaced")
+    assert plain.train_fingerprint() != before
 
 
 @pytest.mark.parametrize("corpus", ["language.json", "language_anneal.json"])

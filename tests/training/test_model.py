@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, CLIPVisionModel
 
+from tokenpacker.checkpoints import CheckpointError
 from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
 from training.model import add_lora, build_model, set_trained_parts, trainable_parameter_names
 from training.recipe import ModelRecipe
@@ -69,3 +72,32 @@ def test_tiny_patch_size_sets_the_grid_and_every_token_count(patch_size, grid, t
         with torch.no_grad():
             counts.append(model.get_image_features(torch.zeros(1, 3, 48, 48)).shape[1])
     assert tuple(counts) == tokens
+
+
+def test_a_tiny_model_sees_through_a_pretrained_tower_that_fits_it(tmp_path):
+    source = build_tiny_model(tiny_config("mlp2x_gelu", 1, patch_size=4), seed=7).vision_tower.clip
+    source.save_pretrained(tmp_path / "tower")
+    recipe = ModelRecipe(projector_type="avgpool", tiny_patch_size=4, init_seed=0)
+    random = build_model(recipe)[0].vision_tower.clip.state_dict()
+    loaded = build_model(dataclasses.replace(recipe, vision_tower=str(tmp_path / "tower")))[0]
+    weights = loaded.vision_tower.clip.state_dict()
+    assert all(torch.equal(weights[name], value) for name, value in source.state_dict().items())
+    assert not torch.equal(
+        weights["embeddings.patch_embedding.weight"], random["embeddings.patch_embedding.weight"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        ("missing", "is not a CLIP vision model folder"),
+        ("tower", r"does not fit this tiny model \(patch_size 4 vs 2\)"),
+    ],
+)
+def test_a_tower_that_is_not_one_or_does_not_fit_is_refused_in_one_line(tmp_path, folder, message):
+    build_tiny_model(tiny_config("mlp2x_gelu", 1, patch_size=4)).vision_tower.clip.save_pretrained(
+        tmp_path / "tower"
+    )
+    with pytest.raises(CheckpointError, match=message) as error:
+        build_model(ModelRecipe(tiny_patch_size=2, vision_tower=str(tmp_path / folder)))
+    assert "\n" not in str(error.value)

@@ -208,6 +208,17 @@ def test_missing_stage2_data_fails_before_stage1_runs(llava, tmp_path):
         train_two_stages(llava.recipe(max_steps=1), {"stage1.data_path": "null"}, tmp_path / "run")
 
 
+@pytest.mark.parametrize(
+    ("tower", "message"), [("nowhere", "is not a CLIP vision model folder"), ("tower", "patch_size 4 vs 2")]
+)
+def test_a_vision_tower_that_is_none_or_does_not_fit_fails_before_any_stage(llava, tmp_path, tower, message):
+    build_tiny_model(tiny_config(patch_size=4)).vision_tower.clip.save_pretrained(tmp_path / "tower")
+    overrides = {"model.vision_tower": str(tmp_path / tower), "model.tiny_patch_size": 2}
+    with pytest.raises(CheckpointError, match=message):
+        train_two_stages(llava.recipe(max_steps=1), overrides, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_lora_with_zero3_is_refused(llava, tmp_path):
     recipe = llava.recipe(max_steps=1)
     recipe["stage2"].update(lora_r=4, deepspeed="zero3")

@@ -1,0 +1,86 @@
+"""The tiny tower's pretraining on synthetic scenes, and the tower the suite ships."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPVisionModel
+
+from evaluation.synthetic.questions import KINDS, draw_scene
+from evaluation.synthetic.scene import render_scene
+from evaluation.synthetic.tower import NO_WORD, TAGS, pretrain_tower, scene_targets, tower_image
+from evaluation.synthetic.vocabulary import WORDS
+from evaluation.synthetic.world import SHIPPED_TOWER
+from tokenpacker.cli import main
+from tokenpacker.processing import TokenPackerProcessor
+from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
+from training.model import build_model
+from training.recipe import ModelRecipe
+
+
+def scene_of(task: str, seed: int):
+    kind = next(k for k in KINDS if k.task == task)
+    return draw_scene(kind, np.random.default_rng(seed))[0]
+
+
+def test_targets_name_the_word_or_none_and_each_shape_s_colour_kind_and_size():
+    word_scene, shape_scene = scene_of("syn_textvqa", 0), scene_of("syn_gqa", 0)
+    word, tags = scene_targets(word_scene)
+    assert word == WORDS.index(word_scene.texts[0].content) and not tags.any()
+    word, tags = scene_targets(shape_scene)
+    (shape,) = shape_scene.shapes
+    assert word == NO_WORD
+    assert {TAGS[i] for i in np.flatnonzero(tags)} == {shape.color, shape.kind, shape.size}
+
+
+def test_the_tower_sees_a_scene_as_the_tiny_processor_shows_it():
+    scene = scene_of("syn_textvqa", 1)
+    image = tower_image(scene)
+    processor = TokenPackerProcessor(
+        build_tiny_tokenizer(), tiny_image_processor(), tiny_config(patch_size=4)
+    )
+    expected = processor.preprocess_image(render_scene(scene)).crops[0]
+    mean, std = (
+        torch.tensor(v).view(3, 1, 1)
+        for v in (processor.image_processor.image_mean, processor.image_processor.image_std)
+    )
+    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
+    assert torch.allclose(
+        (torch.from_numpy(image.copy()).permute(2, 0, 1) / 255 - mean) / std, expected, atol=1e-5
+    )
+
+
+def test_pretraining_writes_a_tower_a_tiny_model_loads(tmp_path):
+    out = tmp_path / "tower"
+    result = pretrain_tower(out, steps=3, batch_size=4, samples=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tower"]  # no staging folder left behind
+    assert json.loads((out / "pretraining.json").read_text()) == result
+    assert set(result["held_out"]) == {"word_accuracy", "tag_accuracy"}
+    model, _ = build_model(ModelRecipe(tiny_patch_size=4, vision_tower=str(out)))
+    assert model.vision_tower.clip.config.patch_size == 4
+
+
+def test_the_shipped_tower_fits_the_tiny_recipe_and_reads_held_out_words():
+    result = json.loads((SHIPPED_TOWER / "pretraining.json").read_text())
+    assert result["held_out"]["word_accuracy"] >= 0.95 and result["held_out"]["tag_accuracy"] >= 0.95
+    model, _ = build_model(
+        ModelRecipe(tiny_patch_size=result["settings"]["patch_size"], vision_tower=str(SHIPPED_TOWER))
+    )
+    shipped = CLIPVisionModel.from_pretrained(SHIPPED_TOWER).state_dict()
+    assert all(
+        torch.equal(value, shipped[name]) for name, value in model.vision_tower.clip.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--steps=0", "--steps must be a positive integer"), ("--learning-rate=nan", "--learning-rate")],
+)
+def test_bad_settings_are_refused_in_one_line_before_any_work(tmp_path, capsys, option, message):
+    assert main(["synth-tower", "--out", str(tmp_path / "t"), option]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (tmp_path / "t").exists()
