@@ -4,8 +4,8 @@ given about the budget stages 1-2 have, at each pooling of the patch grid.
 For each tower (the shipped one the sweep uses, and the seed's random weights) and each property, an
 attention-pooling probe is trained on `--samples` scenes of that question kind (the world's word
 scenes for TextVQA, one-shape scenes for GQA's colour question) for `--steps` steps of `--batch`,
-on the tower's selected-layer features average-pooled k x k (k = 1..4, the grids TokenPacker and
-average pooling keep at scale_factor k), then scored on held-out scenes. Stages 1-2 see about 1500
+on the tower's selected-layer features average-pooled k x k as the avgpool projector pools them
+(k = 1..4: the grids TokenPacker and average pooling keep at scale_factor k), then scored on held-out scenes. Stages 1-2 see about 1500
 word images in all, hence the defaults. A property that stays at chance here is one the models
 cannot answer, whatever the projector; one that holds at every pooling is no fine detail for them.
 
@@ -19,29 +19,40 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 from transformers import CLIPVisionModel
 
 from evaluation.synthetic.questions import KINDS, draw_scene
 from evaluation.synthetic.scene import Scene
-from evaluation.synthetic.tower import PATCH_SIZE, SELECT_LAYER, tower_image
+from evaluation.synthetic.tower import (
+    TOWER_PATCH_SIZE,
+    AttentionPooling,
+    random_tower,
+    selected_features,
+    tower_image,
+    tower_pixels,
+)
 from evaluation.synthetic.vocabulary import COLOR_NAMES, WORDS
 from evaluation.synthetic.world import SHIPPED_TOWER
-from tokenpacker.tiny import CLIP_MEAN, CLIP_STD, build_tiny_model, tiny_config
+from tokenpacker.checkpoints import CheckpointError
+from tokenpacker.projectors.base import from_grid, to_grid
+from training.model import check_vision_tower
+from training.recipe import ModelRecipe
 
 POOLINGS = (1, 2, 3, 4)
 PROBE_SEED, HELD_OUT_SEED = 31, 32
 
 
 def word_of(scene: Scene) -> int:
+    """The word a TextVQA scene shows, as a class index."""
     return WORDS.index(scene.texts[0].content)
 
 
 def colour_of(scene: Scene) -> int:
+    """The colour of a one-shape scene's shape, as a class index."""
     return COLOR_NAMES.index(scene.shapes[0].color)
 
 
@@ -53,61 +64,42 @@ PROPERTIES: dict[str, tuple[tuple[str, str], Callable[[Scene], int], int]] = {
 
 
 def load_tower(name: str) -> CLIPVisionModel:
-    if name == "shipped":
-        return CLIPVisionModel.from_pretrained(SHIPPED_TOWER).eval()
+    """`shipped`, `random` (seed 0, where pretraining starts) or a tower folder."""
     if name == "random":
-        return build_tiny_model(
-            tiny_config("mlp2x_gelu", 1, patch_size=PATCH_SIZE), seed=0
-        ).vision_tower.clip.eval()
-    return CLIPVisionModel.from_pretrained(name).eval()
+        return random_tower(seed=0).eval()
+    return CLIPVisionModel.from_pretrained(SHIPPED_TOWER if name == "shipped" else name).eval()
 
 
-def scenes(task_kind: tuple[str, str], label: Callable[[Scene], int], seed: int, count: int):
+def scenes(
+    task_kind: tuple[str, str], label: Callable[[Scene], int], seed: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised pixels and labels of `count` scenes of one question kind."""
     kind = next(k for k in KINDS if (k.task, k.name) == task_kind)
     drawn = [draw_scene(kind, np.random.default_rng([seed, i]))[0] for i in range(count)]
-    images = torch.from_numpy(np.stack([tower_image(s) for s in drawn])).permute(0, 3, 1, 2).float()
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) * 255 for v in (CLIP_MEAN, CLIP_STD))
-    return (images - mean) / std, torch.tensor([label(s) for s in drawn])
+    images = torch.from_numpy(np.stack([tower_image(s) for s in drawn])).permute(0, 3, 1, 2)
+    return tower_pixels(images), torch.tensor([label(s) for s in drawn])
 
 
-@torch.no_grad()
-def features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
-    return tower(pixel_values=pixels, output_hidden_states=True).hidden_states[SELECT_LAYER][:, 1:]
+def pool(tokens: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k average pooling of (n, side*side, width) tokens, as the avgpool projector does."""
+    return from_grid(F.avg_pool2d(to_grid(tokens, int(tokens.shape[1] ** 0.5)), k))
 
 
-def pool(grid_features: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k average pooling of (n, side*side, width) features, as the projectors' grids."""
-    if k == 1:
-        return grid_features
-    n, tokens, width = grid_features.shape
-    side = int(tokens**0.5)
-    square = grid_features.transpose(1, 2).reshape(n, width, side, side)
-    return nn.functional.avg_pool2d(square, k, ceil_mode=True).flatten(2).transpose(1, 2)
-
-
-class Probe(nn.Module):
-    def __init__(self, width: int, classes: int, queries: int = 4) -> None:
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(1, queries, width) * 0.1)
-        self.attention = nn.MultiheadAttention(width, 4, batch_first=True)
-        self.head = nn.Sequential(
-            nn.Linear(width * queries, 2 * width), nn.GELU(), nn.Linear(2 * width, classes)
-        )
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled, _ = self.attention(self.queries.expand(len(tokens), -1, -1), tokens, tokens)
-        return self.head(pooled.flatten(1))
-
-
-def probe_accuracy(train, held_out, classes: int, steps: int, batch: int) -> float:
+def probe_accuracy(
+    train: tuple[torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    classes: int,
+    steps: int,
+    batch: int,
+) -> float:
+    """Train a fresh attention-pooling probe on `train`, score it on `held_out`."""
     (x, y), (x_held, y_held) = train, held_out
     torch.manual_seed(1)
-    probe = Probe(x.shape[-1], classes)
+    probe = AttentionPooling(x.shape[-1], classes)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
     for _ in range(steps):
         index = torch.randint(0, len(x), (batch,))
-        loss = nn.functional.cross_entropy(probe(x[index]), y[index])
+        loss = F.cross_entropy(probe(x[index]), y[index])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -129,17 +121,21 @@ def main() -> None:
     for name in ("samples", "held_out", "steps", "batch", "threads"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
-    for name in args.towers.split(","):
-        if name not in ("shipped", "random") and not (Path(name) / "config.json").is_file():
-            parser.error(f"--towers: {name} is neither shipped, random nor a CLIP vision model folder")
+    names = args.towers.split(",")
+    try:  # the suite's own check of a tower folder, before any scene is drawn
+        for name in set(names) - {"shipped", "random"}:
+            check_vision_tower(ModelRecipe(vision_tower=name, tiny_patch_size=TOWER_PATCH_SIZE))
+    except CheckpointError as error:
+        parser.error(f"--towers: {error}")
     torch.set_num_threads(args.threads)
-    towers = {name: load_tower(name) for name in args.towers.split(",")}
+    towers = {name: load_tower(name) for name in names}
     print(f"{'tower':10s} {'property':8s} {'chance':>6s} " + " ".join(f"pool {k}" for k in POOLINGS))
     for prop, (task_kind, label, classes) in PROPERTIES.items():
         train = scenes(task_kind, label, PROBE_SEED, args.samples)
         held_out = scenes(task_kind, label, HELD_OUT_SEED, args.held_out)
         for name, tower in towers.items():
-            grids = features(tower, train[0]), features(tower, held_out[0])
+            with torch.no_grad():
+                grids = selected_features(tower, train[0]), selected_features(tower, held_out[0])
             scores = [
                 probe_accuracy(
                     (pool(grids[0], k), train[1]),

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "synth-tower": (
         "evaluation.synthetic.tower",
-        "pretrain the tiny CLIP tower on synthetic scenes (the shipped tower; this reproduces it)",
+        "pretrain the tiny CLIP tower on synthetic scenes, as the shipped one was",
     ),
     "train": (
         "training.command",

@@ -25,7 +25,7 @@ import yaml
 
 from training.model import check_vision_tower
 from training.projector_file import PROJECTOR_FILE
-from training.recipe import Recipe, RecipeError, load_recipe
+from training.recipe import ModelRecipe, Recipe, RecipeError, load_recipe
 from training.stages import FINAL, check_stage_inputs, run_stage
 
 RECIPE_FILE = "recipe.yaml"
@@ -46,7 +46,7 @@ def train_two_stages(
     if folder is None:
         raise RecipeError("no output folder: set output_dir in the recipe or pass --output_dir PATH")
     folder = Path(folder)
-    resolved = dataclasses.replace(resolved, output_dir=str(folder))
+    resolved = dataclasses.replace(resolved, output_dir=str(folder), model=absolute_tower(resolved.model))
     stages = (2,) if resolved.projector_file else (1, 2)
     for stage in (0, *stages) if has_language_stage(resolved) else stages:
         check_stage_inputs(resolved, stage)
@@ -64,6 +64,13 @@ def train_two_stages(
     else:
         projector = run_stage(resolved, 1, folder / "stage1") / PROJECTOR_FILE
     return run_stage(resolved, 2, folder / "stage2", projector_file=projector)
+
+
+def absolute_tower(model: ModelRecipe) -> ModelRecipe:
+    """A tiny model's tower path made absolute, so a resumed run from another folder finds the same one."""
+    if model.source != "tiny" or model.vision_tower is None:
+        return model
+    return dataclasses.replace(model, vision_tower=str(Path(model.vision_tower).absolute()))
 
 
 def has_language_stage(recipe: Recipe) -> bool:
@@ -114,9 +121,11 @@ def train_language_model(recipe: Recipe, root: Path) -> Path:
     """
     folder = language_folder(recipe, root)
     folder.mkdir(parents=True, exist_ok=True)
-    text_only = dataclasses.replace(
+    text_only = dataclasses.replace(  # no tower either: the LLM alone, in words
         recipe,
-        model=dataclasses.replace(recipe.model, projector_type="mlp2x_gelu", scale_factor=1, patch_num=None),
+        model=dataclasses.replace(
+            recipe.model, projector_type="mlp2x_gelu", scale_factor=1, patch_num=None, vision_tower=None
+        ),
     )
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

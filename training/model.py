@@ -46,12 +46,23 @@ def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPacker
     model = build_tiny_model(config, seed=recipe.init_seed)
     if recipe.vision_tower is not None:  # a pretrained tiny CLIP (`tokenpacker synth-tower`'s)
         check_vision_tower(recipe)
-        model.vision_tower.clip.load_state_dict(
-            CLIPVisionModel.from_pretrained(recipe.vision_tower).state_dict()
-        )
+        load_vision_tower(model, Path(recipe.vision_tower))
     if recipe.language_model is not None:
         load_language_model(model, Path(recipe.language_model))
     return model, processor
+
+
+# what a tower's config must share with the tiny model's for its weights to mean the same there
+TOWER_SHAPE_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_act",
+    "image_size",
+    "patch_size",
+    "num_channels",
+)
 
 
 def check_vision_tower(recipe: ModelRecipe) -> None:
@@ -59,16 +70,16 @@ def check_vision_tower(recipe: ModelRecipe) -> None:
     if recipe.source != "tiny" or recipe.vision_tower is None:
         return
     folder = Path(recipe.vision_tower)
-    if not (folder / "config.json").is_file():
+    if not ((folder / "config.json").is_file() and (folder / "model.safetensors").is_file()):
         raise CheckpointError(
-            f"model.vision_tower {folder} is not a CLIP vision model folder (no config.json); give the folder "
-            "`tokenpacker synth-tower` writes (e.g. evaluation/synthetic/tiny_tower) or drop the key"
+            f"model.vision_tower {folder} is not a CLIP vision model folder (config.json and model.safetensors); "
+            "give the folder `tokenpacker synth-tower` writes (`tokenpacker synth` prints the shipped one) or drop the key"
         )
     theirs = CLIPVisionConfig.from_pretrained(folder)
     ours = tiny_config(patch_size=recipe.tiny_patch_size).vision_config
     differing = [
         f"{name} {getattr(theirs, name)} vs {getattr(ours, name)}"
-        for name in ("hidden_size", "num_hidden_layers", "image_size", "patch_size")
+        for name in TOWER_SHAPE_FIELDS
         if getattr(theirs, name) != getattr(ours, name)
     ]
     if differing:
@@ -76,6 +87,17 @@ def check_vision_tower(recipe: ModelRecipe) -> None:
             f"the vision tower in {folder} does not fit this tiny model ({', '.join(differing)}); "
             "pretrain one for it with tokenpacker synth-tower, or set model.tiny_patch_size to the tower's"
         )
+
+
+def load_vision_tower(model: TokenPackerForCausalLM, folder: Path) -> None:
+    """A checked tower's weights into the tiny model; weights that do not match its config are refused."""
+    try:
+        model.vision_tower.clip.load_state_dict(CLIPVisionModel.from_pretrained(folder).state_dict())
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"the weights in {folder} do not fit its config ({first}); pretrain it again"
+        ) from None
 
 
 def load_language_model(model: TokenPackerForCausalLM, checkpoint: Path) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from evaluation.synthetic.world import check_preset, shipped_tower_digest, world_key
+from evaluation.synthetic.world import SHIPPED_TOWER, check_preset, tower_digest, world_key
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, check_scale_factor
 
@@ -170,10 +170,22 @@ class CellConfig:
         # recipe's settings count, not its bytes, so editing a comment keeps finished cells
         if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
             inputs["recipe_file"] = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if self.world is not None:  # the world's data, and the tower its cells see through
+        if self.world is not None:
             inputs["world_key"] = world_key(self.world.preset, self.world.seed)
-            inputs["vision_tower"] = shipped_tower_digest()
+        if (tower := self.vision_tower(inputs.get("recipe_file"))) is not None:  # its weights, not its name
+            inputs["vision_tower_digest"] = tower_digest(tower)
         return fingerprint(inputs)
+
+    def vision_tower(self, recipe_file: Mapping[str, Any] | None) -> Path | None:
+        """The tower folder the cell trains through: its overrides', the cell's, the recipe's, else the
+        world's (as the sweep's training_overrides hands it)."""
+        named = ((recipe_file or {}).get("model") or {}).get("vision_tower")
+        named = self.model.get("vision_tower", named)
+        for key in ("vision_tower", "model.vision_tower"):
+            named = self.recipe_overrides.get(key, named)
+        if named is not None:
+            return Path(named)
+        return SHIPPED_TOWER if self.world is not None else None
 
     def evaluation_fingerprint(self) -> str:
         return fingerprint([self.train_fingerprint(), self.tasks, asdict(self.evaluation)])

@@ -103,10 +103,19 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
             for phase, corpus in corpora.items()
             if getattr(recipe, phase).data_path is not None
         }
-        # a tiny model sees through the tower pretrained on the world's scenes, unless the cell names one
-        if recipe.model.source == "tiny":
-            overrides.setdefault("model.vision_tower", str(SHIPPED_TOWER))
-    return overrides | dict(cell.recipe_overrides)
+    overrides |= dict(cell.recipe_overrides)
+    if world is not None and _sees_through_world_tower(cell, overrides):
+        overrides["model.vision_tower"] = str(SHIPPED_TOWER)
+    return overrides
+
+
+def _sees_through_world_tower(cell: CellConfig, overrides: Mapping[str, Any]) -> bool:
+    """A tiny model given no tower by its recipe, the cell or its overrides sees through the one
+    pretrained on the world's scenes."""
+    from training.recipe import load_recipe
+
+    model = load_recipe(recipe_path(str(cell.recipe)), overrides).model
+    return model.source == "tiny" and model.vision_tower is None
 
 
 def _cell_recipe(cell: CellConfig) -> Any:
@@ -151,9 +160,11 @@ def check_cell(cell: CellConfig) -> None:
     """Check what the other stages will be handed against the code that takes it: the recipe with the
     cell's overrides, and the efficiency options against the probe's keywords."""
     if cell.trains:
+        from training.model import check_vision_tower
         from training.recipe import load_recipe
 
-        load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, None))
+        recipe = load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, None))
+        check_vision_tower(recipe.model)
     if cell.efficiency:
         from evaluation.efficiency import measure as measure_efficiency
 

@@ -4,16 +4,18 @@ LLaVA freezes a CLIP that has already learnt, from web images, to see colours, s
 words. The tiny tower starts from random weights, and stages 1-2 alone do not teach it to read: a
 word probe on the frozen random tower, given their budget (1500 word images, 100 steps of 16), stays
 at chance (0.16-0.17 against 0.17) at every pooling, and every model of the default sweep scored
-TextVQA at chance. This is the tiny stand-in for CLIP's pretraining: the whole tower, under an
-attention-pooling head, learns to name the scene's word (or none) and to tag its shapes' colours,
-kinds and sizes, on scenes of the world's kinds drawn from a seed stream of their own (TOWER).
+TextVQA at chance. This is the tiny stand-in for CLIP's pretraining, though not CLIP's method: the
+whole tower, under an attention-pooling head, is supervised on the world's own labels, the scene's
+word (one of TextVQA's six answers, or none) and its shapes' colours, kinds and sizes, on scenes of
+the world's kinds drawn from a seed stream of their own (TOWER_STREAM).
 
 Measured on one H200 (batches of 256): the word head alone reaches held-out 0.23 / 0.77 / 0.985
 after 400 / 1200 / 3200 steps, and tagging the caption's words alone only 0.41 after 4000. The
-shipped tower (both heads, 4000 steps, 60000 scenes, 88 s there) names held-out words 0.975 and
-gets every shape tag of 0.998 of the scenes; the same probe on it reads words 0.98 at poolings
-1-4 and colours 0.98. On 2 CPU cores a step takes about 1 s (about 70 minutes in all), which is
-why the suite ships the result (world.SHIPPED_TOWER) and `tokenpacker synth-tower` reproduces it.
+shipped tower (both heads, 4000 steps, 60000 scenes, 88 s there) names held-out words 0.975, and
+every tag is right on 0.998 of the held-out scenes; benchmarks/bench_tower_probe.py reads words
+0.98 from it at poolings 1-4, and colours 0.98. On 2 CPU cores a step takes about 1 s (about 70
+minutes in all), which is why the suite ships the result (world.SHIPPED_TOWER); `tokenpacker
+synth-tower` runs the same pretraining (another device gives other weights in the last bits).
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ from evaluation.synthetic.world import SHIPPED_TOWER
 from tokenpacker.processing import expand_to_square
 from tokenpacker.tiny import CLIP_MEAN, CLIP_STD, TINY_IMAGE_SIZE, build_tiny_model, tiny_config
 
-TOWER = 5  # seed stream of the tower's scenes; world.py's splits are 1-4
+TOWER_STREAM = 5  # seed stream of the tower's scenes; world.py's splits are 1-4
 HELD_OUT = 1  # sub-stream of the held-out scenes the result is scored on
 TAGS = COLOR_NAMES + SHAPES + SIZES  # what the tag head names of each shape
 NO_WORD = len(WORDS)  # the word head's class for a scene without a word
-PATCH_SIZE = 4  # the tiny recipe's; a tower fits only models of its own patch size
-SELECT_LAYER = -2  # the layer the projector reads (tiny_config's vision_select_layer)
+TOWER_PATCH_SIZE = 4  # the tiny recipe's model.tiny_patch_size; a tower fits only models of its own
 SETTINGS_FILE = "pretraining.json"
 
 
@@ -52,6 +53,40 @@ def tower_image(scene: Scene) -> np.ndarray:
     fill = tuple(int(round(255 * m)) for m in CLIP_MEAN)
     square = expand_to_square(render_scene(scene), fill)
     return np.asarray(square.resize((TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), Image.BICUBIC), dtype=np.uint8)
+
+
+def tower_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 3, 48, 48) images normalised as the tiny processor does."""
+    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) * 255 for v in (CLIP_MEAN, CLIP_STD))
+    return (images.float() - mean) / std
+
+
+def random_tower(seed: int) -> CLIPVisionModel:
+    """The tiny model's own tower for `seed`: where pretraining starts, and the probe's reference."""
+    config = tiny_config("mlp2x_gelu", 1, patch_size=TOWER_PATCH_SIZE)
+    return build_tiny_model(config, seed=seed).vision_tower.clip
+
+
+def selected_features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
+    """The patch features the projector reads: tiny_config's vision_select_layer, CLS dropped."""
+    hidden = tower(pixel_values=pixels, output_hidden_states=True).hidden_states
+    return hidden[tiny_config().vision_select_layer][:, 1:]
+
+
+class AttentionPooling(nn.Module):
+    """Learnt queries attend over a tower's tokens, then an MLP: a head that can find one item anywhere."""
+
+    def __init__(self, width: int, outputs: int, queries: int = 4) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(1, queries, width) * 0.1)
+        self.attention = nn.MultiheadAttention(width, 4, batch_first=True)
+        self.head = nn.Sequential(
+            nn.Linear(width * queries, 2 * width), nn.GELU(), nn.Linear(2 * width, outputs)
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        pooled, _ = self.attention(self.queries.expand(len(tokens), -1, -1), tokens, tokens)
+        return self.head(pooled.flatten(1))
 
 
 def scene_targets(scene: Scene) -> tuple[int, np.ndarray]:
@@ -68,7 +103,7 @@ def draw_scenes(seed: int, count: int, stream: int = 0) -> dict[str, torch.Tenso
     """`count` scenes cycling through the question kinds (as stage 1 does), as tensors."""
     images, words, tags = [], [], []
     for index in tqdm(range(count), desc="tower scenes", unit="scene", disable=None):
-        rng = np.random.default_rng([seed, TOWER, stream, index])
+        rng = np.random.default_rng([seed, TOWER_STREAM, stream, index])
         scene, _ = draw_scene(KINDS[index % len(KINDS)], rng)
         word, tag = scene_targets(scene)
         images.append(tower_image(scene))
@@ -84,28 +119,18 @@ def draw_scenes(seed: int, count: int, stream: int = 0) -> dict[str, torch.Tenso
 class TowerPretraining(nn.Module):
     """The tiny tower under an attention-pooling head: word logits and tag logits."""
 
-    def __init__(self, init_seed: int, queries: int = 4) -> None:
+    def __init__(self, init_seed: int) -> None:
         super().__init__()
-        config = tiny_config("mlp2x_gelu", 1, patch_size=PATCH_SIZE)
-        self.tower = build_tiny_model(config, seed=init_seed).vision_tower.clip.requires_grad_(True)
-        width = self.tower.config.hidden_size
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255)
-        self.queries = nn.Parameter(torch.randn(1, queries, width) * 0.1)
-        self.attention = nn.MultiheadAttention(width, 4, batch_first=True)
-        self.head = nn.Sequential(
-            nn.Linear(width * queries, 2 * width), nn.GELU(), nn.Linear(2 * width, NO_WORD + 1 + len(TAGS))
-        )
+        self.tower = random_tower(init_seed).requires_grad_(True)
+        self.pooling = AttentionPooling(self.tower.config.hidden_size, NO_WORD + 1 + len(TAGS))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = (images.float() - self.mean) / self.std
-        hidden = self.tower(pixel_values=pixels, output_hidden_states=True).hidden_states[SELECT_LAYER][:, 1:]
-        pooled, _ = self.attention(self.queries.expand(len(hidden), -1, -1), hidden, hidden)
-        logits = self.head(pooled.flatten(1))
+        logits = self.pooling(selected_features(self.tower, tower_pixels(images)))
         return logits[:, : NO_WORD + 1], logits[:, NO_WORD + 1 :]
 
 
 def pretraining_loss(model: TowerPretraining, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Both heads at once, so reading words does not cost the tower the shapes' colours."""
     words, tags = model(batch["images"])
     return nn.functional.cross_entropy(
         words, batch["words"]
@@ -116,7 +141,8 @@ def pretraining_loss(model: TowerPretraining, batch: dict[str, torch.Tensor]) ->
 def score(
     model: TowerPretraining, held_out: dict[str, torch.Tensor], batch_size: int = 512
 ) -> dict[str, float]:
-    """Held-out word accuracy (scenes with a word) and tag accuracy (every shape tag, each scene)."""
+    """Held-out word accuracy over the scenes with a word, and tag accuracy: the share of all scenes
+    whose every tag is right (3 in 10 scenes show a word alone, whose tags are all off)."""
     model.eval()
     outputs = [
         model(held_out["images"][i : i + batch_size]) for i in range(0, len(held_out["images"]), batch_size)
@@ -141,8 +167,9 @@ def pretrain_tower(
     device: str = "cpu",
 ) -> dict:
     """Train and write `out/` (a CLIPVisionModel folder plus pretraining.json); out/ appears only when done."""
+    check_out(out)
     settings = {"steps": steps, "batch_size": batch_size, "samples": samples, "learning_rate": learning_rate}
-    settings |= {"seed": seed, "patch_size": PATCH_SIZE}
+    settings |= {"seed": seed, "patch_size": TOWER_PATCH_SIZE}
     torch.manual_seed(seed)
     train = {k: v.to(device) for k, v in draw_scenes(seed, samples).items()}
     held_out = {k: v.to(device) for k, v in draw_scenes(seed, 1200, stream=HELD_OUT).items()}
@@ -166,7 +193,16 @@ def pretrain_tower(
     return result
 
 
+def check_out(out: Path) -> None:
+    """Only a folder this command wrote (or none) is replaced, never one holding anything else."""
+    if out.exists() and not (out / SETTINGS_FILE).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(
+            f"--out {out} exists and is not a tower written by tokenpacker synth-tower; give a new folder"
+        )
+
+
 def write_tower(tower: CLIPVisionModel, result: dict, out: Path) -> None:
+    """Written beside `out` and renamed into place, so a tower folder that exists is complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tower.to("cpu").save_pretrained(staging)
@@ -191,6 +227,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Settings are checked before the scenes are drawn, so bad input costs nothing."""
     for name in ("steps", "batch_size", "samples"):
         if getattr(args, name) <= 0:
             raise ValueError(
@@ -198,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if not np.isfinite(args.learning_rate) or args.learning_rate <= 0:
         raise ValueError(f"--learning-rate must be a positive number, got {args.learning_rate}")
+    check_out(args.out)
     result = pretrain_tower(
         args.out, args.steps, args.batch_size, args.samples, args.learning_rate, args.seed, args.device
     )

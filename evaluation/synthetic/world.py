@@ -147,9 +147,16 @@ def world_key(preset: str, seed: int) -> str:
     return f"{preset}-seed{seed}-{digest.hexdigest()[:12]}"
 
 
-def shipped_tower_digest() -> str:
-    """Covers the shipped tower's weights, so cells trained through it are redone when it is replaced."""
-    return hashlib.sha256((SHIPPED_TOWER / "model.safetensors").read_bytes()).hexdigest()[:12]
+def tower_digest(folder: Path = SHIPPED_TOWER) -> str | None:
+    """Covers a tower's config and weights, so cells trained through it are redone when it is replaced;
+    None when it is not there (the training's own check then names what is missing)."""
+    files = [folder / "config.json", folder / "model.safetensors"]
+    if not all(file.is_file() for file in files):
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def build_world(root: Path, preset: str = "default", seed: int = 0) -> World:

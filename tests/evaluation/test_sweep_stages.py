@@ -66,22 +66,38 @@ def test_a_cell_becomes_recipe_overrides_that_train_exactly_it(tmp_path):
     assert recipe.model.vision_tower == str(SHIPPED_TOWER)  # every cell sees through the world's tower
 
 
-def test_a_cell_that_names_its_tower_keeps_it_and_the_shipped_one_is_in_the_cell_key(tmp_path, monkeypatch):
+def test_a_tower_named_by_the_cell_or_its_recipe_is_kept_and_its_weights_are_in_the_cell_key(
+    tmp_path, monkeypatch
+):
     world = WorldPaths(
         tmp_path, *(tmp_path / name for name in ("s1.json", "s2.json", "l.json", "la.json", "images", "eval"))
     )
-    (plain,) = spec_cells(
-        tmp_path, world={"preset": "smoke"}, groups=[{"projector": "avgpool", "scale_factor": 2}]
-    )
-    (own,) = spec_cells(
-        tmp_path, groups=[{"projector": "avgpool", "scale_factor": 2, "model.vision_tower": "/t"}]
-    )
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(recipe_path("tiny").read_text().replace("  vision_tower: null\n", "  vision_tower: /r\n"))
+    group = {"projector": "avgpool", "scale_factor": 2}
+    (plain,) = spec_cells(tmp_path, world={"preset": "smoke"}, groups=[group])
+    (own,) = spec_cells(tmp_path, groups=[group | {"model.vision_tower": "/t"}])
+    (in_recipe,) = spec_cells(tmp_path, recipe=str(mine), groups=[group])
     assert training_overrides(own, world)["model.vision_tower"] == "/t"
+    assert training_overrides(in_recipe, world).get("model.vision_tower", "/r") == "/r"
+    assert load_recipe(mine, training_overrides(in_recipe, world)).model.vision_tower == "/r"
     assert "model.vision_tower" not in training_overrides(plain, None)  # no world, no world's tower
 
-    before = plain.train_fingerprint()
-    monkeypatch.setattr(spec_module, "shipped_tower_digest", lambda: "replaced")
-    assert plain.train_fingerprint() != before
+    digests = {SHIPPED_TOWER: "shipped", Path("/t"): "t", Path("/r"): "r"}
+    monkeypatch.setattr(spec_module, "tower_digest", lambda folder: digests[folder])
+    cells = (plain, own, in_recipe)
+    before = [cell.train_fingerprint() for cell in cells]
+    digests |= {SHIPPED_TOWER: "replaced", Path("/r"): "retrained"}
+    changed = [cell.train_fingerprint() != key for cell, key in zip(cells, before, strict=True)]
+    assert changed == [True, False, True]  # the cell with a tower of its own keeps its key
+
+
+def test_a_cell_naming_a_tower_that_is_none_fails_the_real_checks(tmp_path):
+    (cell,) = spec_cells(
+        tmp_path, groups=[{"projector": "avgpool", "scale_factor": 2, "model.vision_tower": "/nowhere"}]
+    )
+    with pytest.raises(ValueError, match="model.vision_tower /nowhere is not a CLIP vision model folder"):
+        check_cell(cell)
 
 
 @pytest.mark.parametrize("corpus", ["language.json", "language_anneal.json"])

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from evaluation.synthetic import command
+from evaluation.synthetic.world import SHIPPED_TOWER
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -22,6 +23,7 @@ def test_generates_then_reuses_a_world(tmp_path, capsys):
     (folder,) = tmp_path.iterdir()
     assert f"world        {folder} (generated in" in first
     assert f"TOKENPACKER_DATA_ROOT={folder / 'eval'}" in first
+    assert f"tower        {SHIPPED_TOWER} " in first
     assert command.run(args) == 0
     assert f"{folder} (reused)" in capsys.readouterr().out
 

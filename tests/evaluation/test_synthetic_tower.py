@@ -9,16 +9,24 @@ import pytest
 import torch
 from transformers import CLIPVisionModel
 
+from evaluation.sweep.spec import recipe_path
 from evaluation.synthetic.questions import KINDS, draw_scene
 from evaluation.synthetic.scene import render_scene
-from evaluation.synthetic.tower import NO_WORD, TAGS, pretrain_tower, scene_targets, tower_image
+from evaluation.synthetic.tower import (
+    NO_WORD,
+    TAGS,
+    TOWER_PATCH_SIZE,
+    pretrain_tower,
+    scene_targets,
+    tower_image,
+)
 from evaluation.synthetic.vocabulary import WORDS
 from evaluation.synthetic.world import SHIPPED_TOWER
 from tokenpacker.cli import main
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
 from training.model import build_model
-from training.recipe import ModelRecipe
+from training.recipe import ModelRecipe, load_recipe
 
 
 def scene_of(task: str, seed: int):
@@ -53,7 +61,7 @@ def test_the_tower_sees_a_scene_as_the_tiny_processor_shows_it():
     )
 
 
-def test_pretraining_writes_a_tower_a_tiny_model_loads(tmp_path):
+def test_pretraining_writes_a_tower_a_tiny_model_loads_and_replaces_only_its_own(tmp_path):
     out = tmp_path / "tower"
     result = pretrain_tower(out, steps=3, batch_size=4, samples=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tower"]  # no staging folder left behind
@@ -61,6 +69,18 @@ def test_pretraining_writes_a_tower_a_tiny_model_loads(tmp_path):
     assert set(result["held_out"]) == {"word_accuracy", "tag_accuracy"}
     model, _ = build_model(ModelRecipe(tiny_patch_size=4, vision_tower=str(out)))
     assert model.vision_tower.clip.config.patch_size == 4
+    assert (
+        pretrain_tower(out, steps=1, batch_size=4, samples=8)["settings"]["steps"] == 1
+    )  # its own: replaced
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not a tower written by tokenpacker synth-tower"):
+        pretrain_tower(tmp_path / "data", steps=1, batch_size=4, samples=8)
+    assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
+
+
+def test_the_tower_is_pretrained_at_the_tiny_recipe_s_patch_size():
+    assert load_recipe(recipe_path("tiny")).model.tiny_patch_size == TOWER_PATCH_SIZE
 
 
 def test_the_shipped_tower_fits_the_tiny_recipe_and_reads_held_out_words():
@@ -70,6 +90,10 @@ def test_the_shipped_tower_fits_the_tiny_recipe_and_reads_held_out_words():
         ModelRecipe(tiny_patch_size=result["settings"]["patch_size"], vision_tower=str(SHIPPED_TOWER))
     )
     shipped = CLIPVisionModel.from_pretrained(SHIPPED_TOWER).state_dict()
+    hd, _ = build_model(ModelRecipe(patch_num=9, tiny_patch_size=4, vision_tower=str(SHIPPED_TOWER)))
+    assert torch.equal(
+        hd.vision_tower.clip.state_dict()["post_layernorm.weight"], shipped["post_layernorm.weight"]
+    )
     assert all(
         torch.equal(value, shipped[name]) for name, value in model.vision_tower.clip.state_dict().items()
     )
@@ -77,7 +101,11 @@ def test_the_shipped_tower_fits_the_tiny_recipe_and_reads_held_out_words():
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [("--steps=0", "--steps must be a positive integer"), ("--learning-rate=nan", "--learning-rate")],
+    [
+        ("--steps=0", "--steps must be a positive integer"),
+        ("--learning-rate=nan", "--learning-rate"),
+        ("--out=.", "--out . exists and is not a tower written by tokenpacker synth-tower"),
+    ],
 )
 def test_bad_settings_are_refused_in_one_line_before_any_work(tmp_path, capsys, option, message):
     assert main(["synth-tower", "--out", str(tmp_path / "t"), option]) == 2

@@ -88,16 +88,22 @@ def test_a_tiny_model_sees_through_a_pretrained_tower_that_fits_it(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("folder", "message"),
+    ("change", "message"),
     [
         ("missing", "is not a CLIP vision model folder"),
-        ("tower", r"does not fit this tiny model \(patch_size 4 vs 2\)"),
+        ("no weights", "is not a CLIP vision model folder"),
+        ("patch_size", r"does not fit this tiny model \(patch_size 4 vs 2\)"),
+        ("intermediate_size", r"does not fit this tiny model \(intermediate_size 96 vs 128\)"),
     ],
 )
-def test_a_tower_that_is_not_one_or_does_not_fit_is_refused_in_one_line(tmp_path, folder, message):
-    build_tiny_model(tiny_config("mlp2x_gelu", 1, patch_size=4)).vision_tower.clip.save_pretrained(
-        tmp_path / "tower"
-    )
+def test_a_tower_that_is_not_one_or_does_not_fit_is_refused_in_one_line(tmp_path, change, message):
+    config = tiny_config("mlp2x_gelu", 1, patch_size=4 if change == "patch_size" else 2)
+    if change == "intermediate_size":
+        config.vision_config.intermediate_size = 96
+    build_tiny_model(config).vision_tower.clip.save_pretrained(tmp_path / "tower")
+    if change == "no weights":
+        (tmp_path / "tower" / "model.safetensors").unlink()
+    folder = tmp_path / ("nowhere" if change == "missing" else "tower")
     with pytest.raises(CheckpointError, match=message) as error:
-        build_model(ModelRecipe(tiny_patch_size=2, vision_tower=str(tmp_path / folder)))
+        build_model(ModelRecipe(tiny_patch_size=2, vision_tower=str(folder)))
     assert "\n" not in str(error.value)

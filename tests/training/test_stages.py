@@ -19,7 +19,7 @@ from tokenpacker.checkpoints import CheckpointError, read_state_dict
 from tokenpacker.conversation import get_template
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_model, tiny_config
-from training.api import train_language_model, train_two_stages
+from training.api import absolute_tower, train_language_model, train_two_stages
 from training.model import build_model
 from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
 from training.recipe import ModelRecipe, RecipeError, load_recipe
@@ -217,6 +217,13 @@ def test_a_vision_tower_that_is_none_or_does_not_fit_fails_before_any_stage(llav
     with pytest.raises(CheckpointError, match=message):
         train_two_stages(llava.recipe(max_steps=1), overrides, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_relative_tower_is_kept_as_an_absolute_path_so_a_resume_elsewhere_finds_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = absolute_tower(ModelRecipe(vision_tower="towers/t"))
+    assert model.vision_tower == str(tmp_path / "towers" / "t")
+    assert absolute_tower(ModelRecipe()).vision_tower is None
 
 
 def test_lora_with_zero3_is_refused(llava, tmp_path):
