@@ -21,6 +21,7 @@ synth-tower` runs the same pretraining (another device gives other weights in th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -188,9 +189,7 @@ def pretrain_tower(
         schedule.step()
         optimizer.zero_grad()
         progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    result = {"settings": settings, "held_out": score(model, held_out)}
-    write_tower(model.tower, result, out)
-    return result
+    return write_tower(model.tower, {"settings": settings, "held_out": score(model, held_out)}, out)
 
 
 def check_out(out: Path) -> None:
@@ -201,15 +200,23 @@ def check_out(out: Path) -> None:
         )
 
 
-def write_tower(tower: CLIPVisionModel, result: dict, out: Path) -> None:
-    """Written beside `out` and renamed into place, so a tower folder that exists is complete."""
+def weights_digest(folder: Path) -> str:
+    """sha256 of a tower's weights file, recorded beside them so a swapped file shows."""
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def write_tower(tower: CLIPVisionModel, result: dict, out: Path) -> dict:
+    """Written beside `out` and renamed into place, so a tower folder that exists is complete;
+    returns the record written to pretraining.json."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tower.to("cpu").save_pretrained(staging)
+    result = result | {"weights_sha256": weights_digest(staging)}
     (staging / SETTINGS_FILE).write_text(json.dumps(result, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

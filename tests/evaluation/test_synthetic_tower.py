@@ -19,6 +19,7 @@ from evaluation.synthetic.tower import (
     pretrain_tower,
     scene_targets,
     tower_image,
+    weights_digest,
 )
 from evaluation.synthetic.vocabulary import WORDS
 from evaluation.synthetic.world import SHIPPED_TOWER
@@ -67,6 +68,7 @@ def test_pretraining_writes_a_tower_a_tiny_model_loads_and_replaces_only_its_own
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tower"]  # no staging folder left behind
     assert json.loads((out / "pretraining.json").read_text()) == result
     assert set(result["held_out"]) == {"word_accuracy", "tag_accuracy"}
+    assert result["weights_sha256"] == weights_digest(out)
     model, _ = build_model(ModelRecipe(tiny_patch_size=4, vision_tower=str(out)))
     assert model.vision_tower.clip.config.patch_size == 4
     assert (
@@ -85,6 +87,7 @@ def test_the_tower_is_pretrained_at_the_tiny_recipe_s_patch_size():
 
 def test_the_shipped_tower_fits_the_tiny_recipe_and_reads_held_out_words():
     result = json.loads((SHIPPED_TOWER / "pretraining.json").read_text())
+    assert weights_digest(SHIPPED_TOWER) == result["weights_sha256"]  # the weights the figures are of
     assert result["held_out"]["word_accuracy"] >= 0.95 and result["held_out"]["tag_accuracy"] >= 0.95
     model, _ = build_model(
         ModelRecipe(tiny_patch_size=result["settings"]["patch_size"], vision_tower=str(SHIPPED_TOWER))
