@@ -47,6 +47,12 @@ TAGS = COLOR_NAMES + SHAPES + SIZES  # what the tag head names of each shape
 NO_WORD = len(WORDS)  # the word head's class for a scene without a word
 TOWER_PATCH_SIZE = 4  # the tiny recipe's model.tiny_patch_size; a tower fits only models of its own
 SETTINGS_FILE = "pretraining.json"
+MIN_STEPS = 3  # a warm-up of two steps, then the decay
+
+
+def warmup_share(steps: int) -> float:
+    """5% of the steps warm up, at least two: OneCycleLR divides by zero when its warm-up ends at step 0."""
+    return max(2, round(0.05 * steps)) / steps
 
 
 def tower_image(scene: Scene) -> np.ndarray:
@@ -177,7 +183,7 @@ def pretrain_tower(
     model = TowerPretraining(init_seed=seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, learning_rate, total_steps=steps, pct_start=0.05
+        optimizer, learning_rate, total_steps=steps, pct_start=warmup_share(steps)
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     progress = tqdm(range(steps), desc="tower pretraining", unit="step", disable=None)
@@ -235,7 +241,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Settings are checked before the scenes are drawn, so bad input costs nothing."""
-    for name in ("steps", "batch_size", "samples"):
+    if args.steps < MIN_STEPS:
+        raise ValueError(
+            f"--steps must be at least {MIN_STEPS} (two warm-up steps, then the decay), got {args.steps}"
+        )
+    for name in ("batch_size", "samples"):
         if getattr(args, name) <= 0:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
