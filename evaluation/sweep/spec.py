@@ -168,18 +168,25 @@ class CellConfig:
         inputs = {key: self.to_dict()[key] for key in keys}
         # what the names stand for: an edited recipe file or world generator retrains the cell; the
         # recipe's settings count, not its bytes, so editing a comment keeps finished cells
-        if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
-            inputs["recipe_file"] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if (settings := self.recipe_settings()) is not None:
+            inputs["recipe_file"] = settings
         if self.world is not None:
             inputs["world_key"] = world_key(self.world.preset, self.world.seed)
-        if (tower := self.vision_tower(inputs.get("recipe_file"))) is not None:  # its weights, not its name
+        if (tower := self.vision_tower()) is not None:  # its weights, not its name
             inputs["vision_tower_digest"] = tower_digest(tower)
         return fingerprint(inputs)
 
-    def vision_tower(self, recipe_file: Mapping[str, Any] | None) -> Path | None:
+    def recipe_settings(self) -> dict[str, Any] | None:
+        """The recipe file's settings, or None for a cell without one."""
+        if self.recipe is not None and (path := recipe_path(self.recipe)).is_file():
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return None
+
+    def vision_tower(self) -> Path | None:
         """The tower folder the cell trains through: its overrides', the cell's, the recipe's, else the
-        world's (as the sweep's training_overrides hands it)."""
-        named = ((recipe_file or {}).get("model") or {}).get("vision_tower")
+        world's. The sweep hands a tiny model exactly this one (stages.training_overrides), so the key
+        covers what is trained through."""
+        named = ((self.recipe_settings() or {}).get("model") or {}).get("vision_tower")
         named = self.model.get("vision_tower", named)
         for key in ("vision_tower", "model.vision_tower"):
             named = self.recipe_overrides.get(key, named)

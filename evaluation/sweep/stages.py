@@ -104,18 +104,15 @@ def training_overrides(cell: CellConfig, world: WorldPaths | None) -> dict[str, 
             if getattr(recipe, phase).data_path is not None
         }
     overrides |= dict(cell.recipe_overrides)
-    if world is not None and _sees_through_world_tower(cell, overrides):
-        overrides["model.vision_tower"] = str(SHIPPED_TOWER)
+    if world is not None and cell.vision_tower() == SHIPPED_TOWER and _is_tiny(cell, overrides):
+        overrides["model.vision_tower"] = str(SHIPPED_TOWER)  # the tower pretrained on the world's scenes
     return overrides
 
 
-def _sees_through_world_tower(cell: CellConfig, overrides: Mapping[str, Any]) -> bool:
-    """A tiny model given no tower by its recipe, the cell or its overrides sees through the one
-    pretrained on the world's scenes."""
+def _is_tiny(cell: CellConfig, overrides: Mapping[str, Any]) -> bool:
     from training.recipe import load_recipe
 
-    model = load_recipe(recipe_path(str(cell.recipe)), overrides).model
-    return model.source == "tiny" and model.vision_tower is None
+    return load_recipe(recipe_path(str(cell.recipe)), overrides).model.source == "tiny"
 
 
 def _cell_recipe(cell: CellConfig) -> Any:
