@@ -39,7 +39,7 @@ from reports.uncertainty import (
     DEFAULT_SEED,
     SampleScores,
     ScoresUnavailable,
-    check_mean_matches,
+    check_reported_matches,
     paired_test,
     read_sample_scores,
     score_interval,
@@ -477,7 +477,7 @@ class _SampleCache:
         if key not in self._scores:
             try:
                 scores = read_sample_scores(Path(samples_file), column.metric)
-                check_mean_matches(scores, reported)
+                check_reported_matches(scores, reported)
                 self._scores[key] = scores
             except ScoresUnavailable as exc:
                 self._scores[key] = str(exc)
@@ -491,7 +491,7 @@ def interval_table(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Table:
-    """95% percentile-bootstrap CI of each mean-type score from its per-sample log; n/a with the reason otherwise."""
+    """95% percentile-bootstrap CI of each score from its per-sample log; n/a with the reason otherwise."""
     cache = _SampleCache()
     rows = []
     for label in row_info(results).index:
@@ -516,8 +516,10 @@ def interval_table(
         rows=tuple(rows),
         uniform_decimals=False,
         notes=(
-            f"Percentile bootstrap of the mean over samples (scipy.stats.bootstrap), {resamples} resamples, seed {seed}. "
-            "Only metrics whose reported value is the mean of the per-sample scores; the value column is the reported one.",
+            f"Percentile bootstrap (scipy.stats.bootstrap), {resamples} resamples, seed {seed}, over the units a "
+            "benchmark scores (n): samples for a mean (accuracy), questions with all their rotations for MMBench's "
+            "circular accuracy, images within each category for MME's summed score. The value column is the reported "
+            "one, and an interval is given only when the units make it.",
             PRECISION_NOTE,
         ),
     )

@@ -1,10 +1,16 @@
 """Uncertainty from lmms-eval per-sample logs: bootstrap confidence intervals and paired tests.
 
-Only metrics whose reported value is the mean of per-sample numbers can be bootstrapped this way
-(accuracy, exact match, and lmms-eval's dict entries whose "score" field averages to the reported
-value). For any other metric (MME's summed score, F1, GPT-judged scores) the reason is returned
-instead of an interval. The reported numbers themselves are never recomputed: the per-sample mean
-is only used to check that the log belongs to the reported number.
+Three kinds of metric are bootstrapped, each over the units its benchmark scores:
+- a mean of per-sample numbers (accuracy, exact match, and lmms-eval's dict entries whose "score"
+  field averages to the reported value): the samples are resampled;
+- MME's summed score (entries with question_id, category and score): an image's value is the acc +
+  acc+ of its two questions, the score is the sum over categories of their mean, so images are
+  resampled within each category;
+- MMBench's circular accuracy (entries with index and a per-rotation "hit", which the suite's
+  MMBench tasks log): a question is right when all its rotations are, so questions are resampled.
+For any other metric (F1, GPT-judged scores) the reason is returned instead of an interval. The
+reported numbers themselves are never recomputed: the statistic over the units is only used to
+check that the log belongs to the reported number.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ DEFAULT_PERMUTATIONS = 9999
 DEFAULT_SEED = 0
 CONFIDENCE = 0.95
 _MAX_DRAWS_PER_BATCH = 4_000_000  # bounds the memory of scipy's vectorised resampling
+CIRCULAR_STRIDE = 1_000_000  # MMBench logs rotation k of question i as index i + k * 1e6
+MME_FIELDS = frozenset({"question_id", "category", "score"})
+CIRCULAR_FIELDS = frozenset({"index", "hit"})
 
 
 class ScoresUnavailable(Exception):
@@ -35,6 +44,11 @@ class SampleScores:
     doc_ids: np.ndarray  # str, unique
     scores: np.ndarray  # float64
     doc_hashes: np.ndarray | None = None  # str, lmms-eval's hash of each doc; None when the log lacks them
+    # str per unit: the score is the sum over strata of their means (MME's categories); None: the mean
+    strata: np.ndarray | None = None
+
+    def statistic(self) -> float:
+        return float(sum_of_means(*stratified(self.scores, self.strata)))
 
 
 @dataclass(frozen=True)
@@ -57,15 +71,14 @@ class PairedTest:
 
 
 def read_sample_scores(path: Path, metric: str) -> SampleScores:
-    """The numeric per-sample values of `metric` from an lmms-eval `*_samples_<task>.jsonl`.
+    """The scores of `metric`'s units from an lmms-eval `*_samples_<task>.jsonl` (see the module docstring).
 
-    A value is a number, or a dict with a numeric "score" (lmms-eval's aggregated metrics). Lines
-    without the metric are skipped (MME logs perception and cognition on different lines).
+    A value is a number, or a dict with a numeric "score" (lmms-eval's aggregated metrics), or an
+    MME or MMBench entry. Lines without the metric are skipped (MME logs perception and cognition
+    on different lines).
     """
     key = metric.split(",")[0]
-    doc_ids: list[str] = []
-    doc_hashes: list[str | None] = []
-    scores: list[float] = []
+    records: list[tuple[str, str | None, object]] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -81,32 +94,110 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
             continue
         if "doc_id" not in sample:
             raise ScoresUnavailable(f"per-sample log line {number} has no doc_id")
-        raw = sample[key]
-        if isinstance(raw, dict):
-            raw = raw.get("score")
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise ScoresUnavailable(
-                "per-sample entries are not numeric (metric aggregated by a task function)"
-            )
-        doc_ids.append(str(sample["doc_id"]))
-        doc_hashes.append(sample.get("doc_hash"))
-        scores.append(float(raw))
-    if not scores:
+        records.append((str(sample["doc_id"]), sample.get("doc_hash"), sample[key]))
+    if not records:
         raise ScoresUnavailable(f"no per-sample values for {key}")
-    ids = np.asarray(doc_ids)
+    if all(isinstance(raw, dict) and MME_FIELDS <= raw.keys() for _, _, raw in records):
+        return mme_units(records)
+    if all(isinstance(raw, dict) and CIRCULAR_FIELDS <= raw.keys() for _, _, raw in records):
+        return circular_units(records)
+    if all(isinstance(raw, dict) and "index" in raw and "prediction" in raw for _, _, raw in records):
+        raise ScoresUnavailable(
+            "MMBench entries without a per-rotation hit (the suite's MMBench tasks log one; rerun the evaluation)"
+        )
+    return sample_units(records)
+
+
+def _number(raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise ScoresUnavailable("per-sample entries are not numeric (metric aggregated by a task function)")
+    return float(raw)
+
+
+def _hashes(hashes: list[object]) -> np.ndarray | None:
+    return np.asarray(hashes, dtype=str) if all(isinstance(h, str) for h in hashes) else None
+
+
+def sample_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
+    """One unit per sample: its number, or its dict's "score"."""
+    scores = [_number(raw.get("score") if isinstance(raw, dict) else raw) for _, _, raw in records]
+    ids = np.asarray([doc_id for doc_id, _, _ in records])
     if len(np.unique(ids)) != len(ids):
         raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
-    hashes = np.asarray(doc_hashes, dtype=str) if all(isinstance(h, str) for h in doc_hashes) else None
-    return SampleScores(doc_ids=ids, scores=np.asarray(scores, dtype=np.float64), doc_hashes=hashes)
+    return SampleScores(
+        doc_ids=ids,
+        scores=np.asarray(scores, dtype=np.float64),
+        doc_hashes=_hashes([doc_hash for _, doc_hash, _ in records]),
+    )
 
 
-def check_mean_matches(samples: SampleScores, reported: float, *, rel_tol: float = 1e-6) -> None:
-    """Raise ScoresUnavailable unless the reported value is the mean of the per-sample scores."""
-    mean = float(samples.scores.mean())
-    if not math.isclose(mean, reported, rel_tol=rel_tol, abs_tol=1e-9):
+def _grouped(
+    records: list[tuple[str, str | None, object]], unit
+) -> dict[object, list[tuple[str | None, dict]]]:
+    groups: dict[object, list[tuple[str | None, dict]]] = {}
+    for _, doc_hash, raw in records:
+        groups.setdefault(unit(raw), []).append((doc_hash, raw))
+    return dict(sorted(groups.items()))
+
+
+def _joined_hashes(groups: dict[object, list[tuple[str | None, dict]]]) -> np.ndarray | None:
+    hashes = [[doc_hash for doc_hash, _ in members] for members in groups.values()]
+    if not all(isinstance(h, str) for members in hashes for h in members):
+        return None
+    return np.asarray(["+".join(members) for members in hashes], dtype=str)
+
+
+def mme_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
+    """One unit per image, as lmms-eval's mme_aggregate_results scores it: acc + acc+ of its two
+    questions, in percent; the score is the sum over categories of the units' mean."""
+    groups = _grouped(records, lambda raw: (str(raw["category"]), str(raw["question_id"])))
+    scores = []
+    for (category, question_id), members in groups.items():
+        answers = [_number(raw["score"]) for _, raw in members]
+        if len(answers) != 2:
+            raise ScoresUnavailable(
+                f"MME image {category}/{question_id} has {len(answers)} questions, not a pair"
+            )
+        scores.append(100.0 * sum(answers) / 2 + 100.0 * (sum(answers) == 2))
+    return SampleScores(
+        doc_ids=np.asarray([f"{category}|{question_id}" for category, question_id in groups]),
+        scores=np.asarray(scores, dtype=np.float64),
+        doc_hashes=_joined_hashes(groups),
+        strata=np.asarray([category for category, _ in groups]),
+    )
+
+
+def circular_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
+    """One unit per MMBench question: 100 when every rotation's hit is 1, else 0."""
+    groups = _grouped(records, lambda raw: int(_number(raw["index"])) % CIRCULAR_STRIDE)
+    scores = [100.0 * all(_number(raw["hit"]) == 1 for _, raw in members) for members in groups.values()]
+    return SampleScores(
+        doc_ids=np.asarray([str(question) for question in groups]),
+        scores=np.asarray(scores, dtype=np.float64),
+        doc_hashes=_joined_hashes(groups),
+    )
+
+
+def check_reported_matches(samples: SampleScores, reported: float, *, rel_tol: float = 1e-6) -> None:
+    """Raise ScoresUnavailable unless the reported value is the units' statistic (their mean, or
+    the sum of their strata's means)."""
+    value = samples.statistic()
+    if not math.isclose(value, reported, rel_tol=rel_tol, abs_tol=1e-9):
         raise ScoresUnavailable(
-            f"reported {reported:g} is not the per-sample mean ({mean:g}): not a mean-type metric"
+            f"reported {reported:g} is not the per-sample statistic ({value:g}): not a metric this report can resample"
         )
+
+
+def stratified(values: np.ndarray, strata: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The values of each stratum (all of them when there are none), in sorted stratum order."""
+    if strata is None:
+        return (values,)
+    return tuple(values[..., strata == stratum] for stratum in np.unique(strata))
+
+
+def sum_of_means(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The statistic of every metric here: a plain mean for one group, MME's sum over categories for several."""
+    return sum(np.mean(group, axis=axis) for group in groups)
 
 
 def _batch(n: int) -> int:
@@ -114,18 +205,24 @@ def _batch(n: int) -> int:
 
 
 def bootstrap_ci(
-    values: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+    values: np.ndarray,
+    strata: np.ndarray | None = None,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
 ) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean of `values` (scipy.stats.bootstrap; fixed seed).
+    """Percentile bootstrap 95% interval of the mean of `values`, or of the sum of their strata's
+    means, each stratum resampled on its own (scipy.stats.bootstrap; fixed seed).
 
-    Raises ScoresUnavailable for fewer than two values.
+    Raises ScoresUnavailable for fewer than two values in a stratum.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        raise ScoresUnavailable(f"{values.size} per-sample value(s): a bootstrap needs at least two")
+    groups = stratified(values, strata)
+    if (smallest := min(group.size for group in groups)) < 2:
+        raise ScoresUnavailable(f"{smallest} per-sample value(s): a bootstrap needs at least two")
     result = stats.bootstrap(
-        (values,),
-        np.mean,
+        groups,
+        sum_of_means,
         n_resamples=resamples,
         batch=_batch(values.size),
         vectorized=True,
@@ -140,9 +237,9 @@ def bootstrap_ci(
 def score_interval(
     samples: SampleScores, reported: float, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
 ) -> Interval:
-    """95% bootstrap CI for a reported mean-type score; ScoresUnavailable if it is not one."""
-    check_mean_matches(samples, reported)
-    low, high = bootstrap_ci(samples.scores, resamples=resamples, seed=seed)
+    """95% bootstrap CI for a reported score; ScoresUnavailable if the units do not make it."""
+    check_reported_matches(samples, reported)
+    low, high = bootstrap_ci(samples.scores, samples.strata, resamples=resamples, seed=seed)
     return Interval(mean=reported, low=low, high=high, n=len(samples.scores))
 
 
@@ -154,7 +251,8 @@ def paired_test(
     permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
 ) -> PairedTest:
-    """Compare two configs on the docs both scored: mean(a - b), paired bootstrap 95% CI, and the
+    """Compare two configs on the units both scored: the statistic of (a - b) (its mean, or MME's sum
+    of category means), paired bootstrap 95% CI, and the
     two-sided p-value of a sign-flip permutation test (scipy.stats.permutation_test; exact when
     2^n <= `permutations`).
 
@@ -174,10 +272,15 @@ def paired_test(
             f"the two per-sample logs share {len(shared)} doc_id(s); a paired test needs two or more"
         )
     differences = a.scores[index_a] - b.scores[index_b]
-    low, high = bootstrap_ci(differences, resamples=resamples, seed=seed)
+    strata = None if a.strata is None else a.strata[index_a]
+    low, high = bootstrap_ci(differences, strata, resamples=resamples, seed=seed)
+
+    def statistic(flipped: np.ndarray, axis: int = -1) -> np.ndarray:
+        return sum_of_means(*stratified(flipped, strata), axis=axis)
+
     test = stats.permutation_test(
         (differences,),
-        np.mean,
+        statistic,
         permutation_type="samples",
         vectorized=True,
         axis=-1,
@@ -188,7 +291,7 @@ def paired_test(
     )
     return PairedTest(
         n=len(shared),
-        difference=float(differences.mean()),
+        difference=float(statistic(differences)),
         low=low,
         high=high,
         p_value=float(test.pvalue),

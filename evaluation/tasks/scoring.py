@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pandas as pd
 from lmms_eval.api.metrics import exact_match_hf_evaluate
+from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator
 from loguru import logger
 
 from evaluation.tasks.local_data import UnreadableImageError, read_image
@@ -35,3 +37,18 @@ def gqa_exact_match(doc: dict, results: list[str]) -> dict:
         predictions=results, references=[doc["answer"]], ignore_case=True, ignore_punctuation=True
     )
     return {"exact_match": float(score["exact_match"])}
+
+
+def with_rotation_hit(scores: dict) -> dict:
+    """MMBench's entry plus "hit": whether lmms-eval's static matcher finds this rotation right.
+
+    A question counts when every rotation hits; logging each rotation's hit lets the report
+    bootstrap the circular accuracy over questions. lmms-eval's aggregation ignores the field.
+    """
+    entry = scores["gpt_eval_score"]
+    row = {key if key in ("A", "B", "C", "D") else key.lower(): value for key, value in entry.items()}
+    row["prediction"] = str(row["prediction"])  # as eval_result prepares each row
+    hit = mmbench_evaluator.eval_sub_data(
+        pd.DataFrame([row]), {entry["index"]: entry["answer"]}, static_only=True
+    )
+    return scores | {"gpt_eval_score": entry | {"hit": hit}}

@@ -16,6 +16,7 @@ from lmms_eval.tasks.textvqa.utils import textvqa_process_results
 
 from evaluation.synthetic import build_world, formats
 from evaluation.tasks import DATA_ROOT_ENV, SYNTHETIC_TASKS, TASKS_DIR
+from reports.uncertainty import read_sample_scores
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +159,13 @@ def test_mmbench_circular_evaluation(tasks, tmp_path):
     items = [task.process_results(doc, [p])["gpt_eval_score"] for doc, p in predictions]
     lmms_eval_static = mmbench_aggregate_dev_results_static(items, Namespace(output_path=str(tmp_path)))
     assert lmms_eval_static == pytest.approx(expected)
+    # each rotation's logged hit: the report's circular units give the same score
+    hits = {q: [item["hit"] for item in items if item["index"] % 1_000_000 == q] for q in questions}
+    assert hits[questions[1]] == [1, 1, 0, 1] and all(hits[questions[0]] + hits[questions[2]])
+    lines = [{"doc_id": i, "gpt_eval_score": item} for i, item in enumerate(items)]
+    log = tmp_path / "samples.jsonl"
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert read_sample_scores(log, "gpt_eval_score").statistic() == pytest.approx(expected)
 
 
 def test_gqa_exact_match_ignores_case_and_punctuation(tasks):

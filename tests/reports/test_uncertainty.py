@@ -12,7 +12,7 @@ from reports.uncertainty import (
     SampleScores,
     ScoresUnavailable,
     bootstrap_ci,
-    check_mean_matches,
+    check_reported_matches,
     paired_test,
     read_sample_scores,
     score_interval,
@@ -76,8 +76,8 @@ def test_score_interval_reports_the_reported_value() -> None:
 
 
 def test_a_reported_value_that_is_not_the_sample_mean_gets_no_interval() -> None:
-    with pytest.raises(ScoresUnavailable, match="not the per-sample mean"):
-        check_mean_matches(_scores([1, 0, 1, 1]), 1510.7)
+    with pytest.raises(ScoresUnavailable, match="not the per-sample statistic"):
+        check_reported_matches(_scores([1, 0, 1, 1]), 1510.7)
 
 
 def test_paired_test_of_identical_configs() -> None:
@@ -144,3 +144,68 @@ def test_read_scores_from_numbers_and_score_dicts(tmp_path: Path) -> None:
 def test_unusable_sample_logs(tmp_path: Path, lines: list[dict], message: str) -> None:
     with pytest.raises(ScoresUnavailable, match=message):
         read_sample_scores(_write_jsonl(tmp_path / "s.jsonl", lines), "m")
+
+
+def _mme_lines(answers: dict[tuple[str, int], tuple[float, float]]) -> list[dict]:
+    lines = []
+    for (category, image), pair in answers.items():
+        for score in pair:
+            entry = {"question_id": f"{category}/{image:05d}.png", "category": category, "score": score}
+            lines.append({"doc_id": len(lines), "doc_hash": "h", "mme_perception_score": entry})
+    return lines
+
+
+def test_mme_units_are_images_whose_category_means_sum_to_the_score(tmp_path: Path) -> None:
+    # existence: images 100+100, 50+0 -> mean 125; OCR: 0, 200, 200 -> 133.33; score 258.33
+    answers = {("existence", 0): (1, 1), ("existence", 1): (1, 0)}
+    answers |= {("OCR", 0): (0, 0), ("OCR", 1): (1, 1), ("OCR", 2): (1, 1)}
+    scores = read_sample_scores(
+        _write_jsonl(tmp_path / "s.jsonl", _mme_lines(answers)), "mme_perception_score"
+    )
+    assert sorted(scores.scores.tolist()) == [0.0, 50.0, 200.0, 200.0, 200.0]
+    assert scores.statistic() == pytest.approx(125 + 400 / 3)
+    check_reported_matches(scores, 125 + 400 / 3)
+    interval = score_interval(scores, 125 + 400 / 3, resamples=500)
+    # each category is resampled on its own: existence's mean lies in 50..200, OCR's in 0..200
+    assert 50 <= interval.low <= 125 + 400 / 3 <= interval.high <= 400 and interval.n == 5
+
+
+def test_mme_units_match_lmms_eval_s_aggregation(tmp_path: Path) -> None:
+    from lmms_eval.tasks.mme.utils import mme_aggregate_results
+
+    rng = np.random.default_rng(0)
+    answers = {(c, i): tuple(rng.integers(0, 2, 2).astype(float)) for c in ("color", "OCR") for i in range(9)}
+    lines = _mme_lines(answers)
+    scores = read_sample_scores(_write_jsonl(tmp_path / "s.jsonl", lines), "mme_perception_score")
+    assert scores.statistic() == pytest.approx(
+        mme_aggregate_results([line["mme_perception_score"] for line in lines])
+    )
+
+
+def test_an_mme_image_without_a_pair_gets_no_interval(tmp_path: Path) -> None:
+    lines = _mme_lines({("color", 0): (1, 1)})[:1]
+    with pytest.raises(ScoresUnavailable, match="has 1 questions, not a pair"):
+        read_sample_scores(_write_jsonl(tmp_path / "s.jsonl", lines), "mme_perception_score")
+
+
+def test_circular_units_are_questions_right_in_every_rotation(tmp_path: Path) -> None:
+    hits = {0: (1, 1, 1, 1), 1: (1, 0, 1, 1), 2: (1, 1, 1, 1)}
+    lines = [
+        {"doc_id": len(hits) * k + q, "gpt_eval_score": {"index": q + k * 1_000_000, "hit": h}}
+        for q, rotations in hits.items()
+        for k, h in enumerate(rotations)
+    ]
+    scores = read_sample_scores(_write_jsonl(tmp_path / "s.jsonl", lines), "gpt_eval_score")
+    assert scores.doc_ids.tolist() == ["0", "1", "2"] and scores.scores.tolist() == [100.0, 0.0, 100.0]
+    check_reported_matches(scores, 200 / 3)
+
+
+def test_paired_mme_difference_is_the_difference_of_scores(tmp_path: Path) -> None:
+    a = {("color", 0): (1, 1), ("color", 1): (1, 1), ("OCR", 0): (1, 0), ("OCR", 1): (0, 0)}
+    b = {("color", 0): (1, 0), ("color", 1): (1, 1), ("OCR", 0): (0, 0), ("OCR", 1): (0, 0)}
+    read = [
+        read_sample_scores(_write_jsonl(tmp_path / f"{name}.jsonl", _mme_lines(x)), "mme_perception_score")
+        for name, x in (("a", a), ("b", b))
+    ]
+    test = paired_test(*read, resamples=200, permutations=200)
+    assert test.n == 4 and test.difference == pytest.approx(read[0].statistic() - read[1].statistic())

@@ -4,7 +4,7 @@ $TOKENPACKER_DATA_ROOT/mmbench_en_dev (saved with save_to_disk, see evaluation/t
 from lmms_eval.tasks.mmbench.en_utils import mmbench_process_results
 
 from evaluation.tasks.local_data import doc_visuals, mirror_folder, undecoded_images
-from evaluation.tasks.scoring import score_unless_unreadable
+from evaluation.tasks.scoring import score_unless_unreadable, with_rotation_hit
 
 ID_FIELD = "index"
 # Resolved when lmms-eval loads local_mmbench_en_dev.yaml (`!function utils.DATASET_FOLDER`).
@@ -20,4 +20,4 @@ def local_mmbench_en_dev_doc_to_visual(doc):
 
 
 def local_mmbench_en_dev_process_results(doc, results):
-    return score_unless_unreadable(mmbench_process_results, doc, results, ID_FIELD)
+    return with_rotation_hit(score_unless_unreadable(mmbench_process_results, doc, results, ID_FIELD))

@@ -4,7 +4,7 @@ lmms-eval's MMBench code with circular evaluation and its offline ("static") ans
 from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator, mmbench_process_results
 
 from evaluation.tasks.local_data import doc_visuals, synthetic_questions_file, with_absolute_images
-from evaluation.tasks.scoring import score_unless_unreadable
+from evaluation.tasks.scoring import score_unless_unreadable, with_rotation_hit
 
 TASK = "syn_mmbench"
 ID_FIELD = "index"
@@ -23,7 +23,7 @@ def syn_mmbench_doc_to_visual(doc):
 def syn_mmbench_process_results(doc, results):
     scores = score_unless_unreadable(mmbench_process_results, doc, results, ID_FIELD)
     # without lmms-eval's "submission" entry, which is meant for the real benchmark's server
-    return {"gpt_eval_score": scores["gpt_eval_score"]}
+    return with_rotation_hit({"gpt_eval_score": scores["gpt_eval_score"]})
 
 
 def syn_mmbench_aggregate_results(results):
