@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from evaluation.synthetic.world import SHIPPED_TOWER, check_preset, tower_digest, world_key
+from evaluation.tasks import scoring_digest
 from tokenpacker.hd import check_patch_num
 from tokenpacker.projectors import FULL_TOKEN_PROJECTORS, check_projector_name, check_scale_factor
 
@@ -195,7 +196,7 @@ class CellConfig:
         return SHIPPED_TOWER if self.world is not None else None
 
     def evaluation_fingerprint(self) -> str:
-        return fingerprint([self.train_fingerprint(), self.tasks, asdict(self.evaluation)])
+        return fingerprint([self.train_fingerprint(), self.tasks, asdict(self.evaluation), scoring_digest()])
 
     def efficiency_fingerprint(self) -> str:
         return fingerprint([self.train_fingerprint(), self.efficiency])

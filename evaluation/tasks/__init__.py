@@ -3,6 +3,8 @@
 lmms-eval uses for its own tasks; data come from the folder(s) named by TOKENPACKER_DATA_ROOT.
 """
 
+import hashlib
+from importlib.metadata import version
 from pathlib import Path
 
 TASKS_DIR = Path(__file__).parent
@@ -19,3 +21,14 @@ MIRROR_TASKS = {
     "local_pope": "pope",
     "local_scienceqa_img": "scienceqa_img",
 }
+
+
+def scoring_digest() -> str:
+    """Covers the tasks' YAML and code and lmms-eval's version, so evaluations are redone when the
+    scoring (or what it logs per sample) changes."""
+    digest = hashlib.sha256(version("lmms_eval").encode())
+    for file in sorted(TASKS_DIR.rglob("*")):
+        if file.suffix in (".py", ".yaml") and "__pycache__" not in file.parts:
+            digest.update(str(file.relative_to(TASKS_DIR)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]

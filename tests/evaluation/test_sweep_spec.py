@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from evaluation.sweep.spec import SweepSpecError, load_spec, select_cells
+from evaluation.tasks import scoring_digest
 
 
 def write_spec(folder: Path, **fields) -> Path:
@@ -163,6 +164,23 @@ def test_fingerprints_separate_training_from_evaluation(tmp_path):
     assert one.evaluation_fingerprint() != more_tasks.evaluation_fingerprint()
     assert one.efficiency_fingerprint() == more_tasks.efficiency_fingerprint()
     assert one.train_fingerprint() != other_world.train_fingerprint()
+
+
+def test_a_change_of_scoring_code_redoes_evaluation_but_not_training(tmp_path, monkeypatch):
+    (cell,) = load_spec(write_spec(tmp_path, groups=[{"projector": "tokenpacker", "scale_factor": 2}])).cells
+    before = (cell.train_fingerprint(), cell.evaluation_fingerprint(), cell.efficiency_fingerprint())
+    monkeypatch.setattr("evaluation.sweep.spec.scoring_digest", lambda: "changed")
+    after = (cell.train_fingerprint(), cell.evaluation_fingerprint(), cell.efficiency_fingerprint())
+    assert before[0] == after[0] and before[2] == after[2] and before[1] != after[1]
+
+
+def test_the_scoring_digest_covers_each_task_file(tmp_path, monkeypatch):
+    (tmp_path / "syn_x").mkdir()
+    (tmp_path / "syn_x" / "utils.py").write_text("A = 1\n")
+    monkeypatch.setattr("evaluation.tasks.TASKS_DIR", tmp_path)
+    first = scoring_digest()
+    (tmp_path / "syn_x" / "utils.py").write_text("A = 2\n")
+    assert scoring_digest() != first
 
 
 def test_builtin_tiny_spec_is_the_main_job_of_issue_8():
