@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluation.records import write_results_table
-from evaluation.sweep.cells import CellRun
+from evaluation.sweep.cells import CellRun, stage_fingerprints
 from evaluation.sweep.launchers import Launcher, LocalLauncher
 from evaluation.sweep.results import STAGE_TIMING_KEYS, collect_results
 from evaluation.sweep.spec import CellConfig, SweepSpec, SweepSpecError, WorldSpec, fingerprint, select_cells
@@ -54,7 +54,12 @@ class SweepOutcome:
 def cell_statuses(spec: SweepSpec, out_dir: Path) -> list[tuple[CellConfig, str]]:
     """Each cell with what is already done (for `--dry-run`)."""
     return [
-        (cell, describe_status(read_cell_state(cell_dir(out_dir, cell.cell_id)), cell.fingerprint()))
+        (
+            cell,
+            describe_status(
+                read_cell_state(cell_dir(out_dir, cell.cell_id)), cell.fingerprint(), stage_fingerprints(cell)
+            ),
+        )
         for cell in spec.cells
     ]
 

@@ -112,12 +112,20 @@ def is_done(state: CellState | None, cell_fingerprint: str) -> bool:
     return state is not None and state.status == "ok" and state.fingerprint == cell_fingerprint
 
 
-def describe_status(state: CellState | None, cell_fingerprint: str) -> str:
-    """One word (and the error) for `--dry-run`: done, failed, partial, changed, interrupted or pending."""
+def describe_status(state: CellState | None, cell_fingerprint: str, plan: Mapping[str, str]) -> str:
+    """One word (and the error) for `--dry-run`: done, failed, partial, changed, interrupted or pending.
+    `plan` is each stage's key now, which says which stages a changed cell redoes."""
     if state is None:
         return "pending"
     if state.fingerprint != cell_fingerprint:
-        return "changed (config differs from the finished run; will rerun)"
+        redone = [
+            name
+            for name, key in plan.items()
+            if name not in state.stages or state.stages[name].fingerprint != key
+        ]
+        kept = [name for name in plan if name not in redone]
+        reused = f"; reuses {', '.join(kept)}" if kept else ""
+        return f"changed (config differs from the finished run; reruns {', '.join(redone) or 'its records'}{reused})"
     if state.status == "ok":
         return "done"
     if state.status == "failed":

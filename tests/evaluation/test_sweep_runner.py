@@ -156,7 +156,7 @@ def test_a_changed_spec_reruns_only_the_stages_it_changes(tmp_path, fakes):
     before = len(fakes.calls(log))
     spec = load_spec(write_spec(tmp_path, tasks=[*TASKS, "syn_c"]))
     assert {status for _, status in cell_statuses(spec, out)} == {
-        "changed (config differs from the finished run; will rerun)"
+        "changed (config differs from the finished run; reruns evaluate; reuses train, efficiency)"
     }
     outcome = run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)
     assert {c.split()[0] for c in fakes.calls(log)[before:]} == {"evaluate", "report"}
@@ -178,7 +178,7 @@ def test_an_edited_recipe_file_retrains_every_cell(tmp_path, fakes):
     recipe.write_text(yaml.safe_dump(settings), encoding="utf-8")
     spec = load_spec(write_spec(tmp_path, recipe=str(recipe)))
     assert {status for _, status in cell_statuses(spec, out)} == {
-        "changed (config differs from the finished run; will rerun)"
+        "changed (config differs from the finished run; reruns train, evaluate, efficiency)"
     }
     before = len(fakes.calls(log))
     run_sweep(spec, out, stages=fakes.make_stages(log), progress=False)

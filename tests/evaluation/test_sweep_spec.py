@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from evaluation.sweep.spec import SweepSpecError, load_spec, select_cells
+from evaluation.synthetic.scene import LONG_SIDES, VIEW_SIZE
 from evaluation.tasks import scoring_digest
+from tokenpacker.hd import select_grid
 
 
 def write_spec(folder: Path, **fields) -> Path:
@@ -193,6 +195,13 @@ def test_builtin_tiny_spec_is_the_main_job_of_issue_8():
     assert any(p == "tokenpacker" and n is not None for p, _, n in cells)
     assert all(c.trains and c.efficiency is not None for c in spec.cells)
     assert spec.world is not None and spec.report is not None and spec.tasks == ("syn_all",)
+
+
+def test_the_tiny_sweep_counts_hd_tokens_on_the_world_s_largest_canvas():
+    (hd,) = [cell for cell in load_spec("tiny").cells if cell.patch_num is not None]
+    side = max(LONG_SIDES)
+    assert tuple(hd.efficiency["image_size"]) == (side, side)
+    assert select_grid(side, side, hd.patch_num, cell_size=VIEW_SIZE) == (3, 3)  # HD's full 9-cell budget
 
 
 def test_builtin_smoke_spec_is_smaller():
