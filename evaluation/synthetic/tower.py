@@ -15,7 +15,8 @@ shipped tower (both heads, 4000 steps, 60000 scenes, 88 s there) names held-out 
 every tag is right on 0.998 of the held-out scenes; benchmarks/bench_tower_probe.py reads words
 0.98 from it at poolings 1-4, and colours 0.98. On 2 CPU cores a step takes about 1 s (about 70
 minutes in all), which is why the suite ships the result (world.SHIPPED_TOWER); `tokenpacker
-synth-tower` runs the same pretraining (another device gives other weights in the last bits).
+synth-tower` runs the same pretraining (another device gives other weights in the last bits), and
+run again after a stop it resumes from its last saved state (every CHECKPOINT_EVERY steps).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +50,7 @@ NO_WORD = len(WORDS)  # the word head's class for a scene without a word
 TOWER_PATCH_SIZE = 4  # the tiny recipe's model.tiny_patch_size; a tower fits only models of its own
 SETTINGS_FILE = "pretraining.json"
 MIN_STEPS = 3  # a warm-up of two steps, then the decay
+CHECKPOINT_EVERY = 200  # steps between the saved states a stopped run resumes from
 
 
 def warmup_share(steps: int) -> float:
@@ -172,8 +175,13 @@ def pretrain_tower(
     learning_rate: float = 1e-3,
     seed: int = 0,
     device: str = "cpu",
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> dict:
-    """Train and write `out/` (a CLIPVisionModel folder plus pretraining.json); out/ appears only when done."""
+    """Train and write `out/` (a CLIPVisionModel folder plus pretraining.json); out/ appears only when done.
+
+    Every `checkpoint_every` steps the run's state is saved beside `out` (partial_state), and a run
+    with the same settings started again resumes from it: on 2 CPU cores the whole run takes an hour.
+    """
     check_out(out)
     settings = {"steps": steps, "batch_size": batch_size, "samples": samples, "learning_rate": learning_rate}
     settings |= {"seed": seed, "patch_size": TOWER_PATCH_SIZE}
@@ -186,8 +194,12 @@ def pretrain_tower(
         optimizer, learning_rate, total_steps=steps, pct_start=warmup_share(steps)
     )
     generator = torch.Generator(device=device).manual_seed(seed)
-    progress = tqdm(range(steps), desc="tower pretraining", unit="step", disable=None)
-    for _ in progress:
+    parts = {"model": model, "optimizer": optimizer, "schedule": schedule}
+    done = resume(partial_state(out), settings, parts, generator)
+    progress = tqdm(
+        range(done, steps), desc="tower pretraining", unit="step", disable=None, initial=done, total=steps
+    )
+    for step in progress:
         index = torch.randint(0, samples, (batch_size,), device=device, generator=generator)
         loss = pretraining_loss(model, {k: v[index] for k, v in train.items()})
         loss.backward()
@@ -195,7 +207,43 @@ def pretrain_tower(
         schedule.step()
         optimizer.zero_grad()
         progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    return write_tower(model.tower, {"settings": settings, "held_out": score(model, held_out)}, out)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_partial(partial_state(out), settings, step + 1, parts, generator)
+    result = write_tower(model.tower, {"settings": settings, "held_out": score(model, held_out)}, out)
+    partial_state(out).unlink(missing_ok=True)
+    return result
+
+
+def partial_state(out: Path) -> Path:
+    """Where an unfinished run of `out` keeps its state: beside it, never inside a finished tower."""
+    return out.parent / f".{out.name}.partial.pt"
+
+
+def save_partial(
+    path: Path, settings: dict, step: int, parts: dict[str, Any], generator: torch.Generator
+) -> None:
+    """Written and renamed into place, so an interrupted save leaves the previous state."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    state |= {"settings": settings, "step": step, "generator": generator.get_state()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    torch.save(state, staging)
+    staging.replace(path)
+
+
+def resume(path: Path, settings: dict, parts: dict[str, Any], generator: torch.Generator) -> int:
+    """Steps already done: those of a saved state with the same settings, loaded into `parts`; else 0."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location=generator.device, weights_only=False)
+    if state["settings"] != settings:
+        print(f"tower pretraining: {path} holds a run with other settings; starting afresh")
+        return 0
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    generator.set_state(state["generator"].cpu())
+    print(f"tower pretraining: resuming after step {state['step']} of {settings['steps']} ({path})")
+    return int(state["step"])
 
 
 def check_out(out: Path) -> None:

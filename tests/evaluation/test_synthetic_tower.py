@@ -16,6 +16,7 @@ from evaluation.synthetic.tower import (
     NO_WORD,
     TAGS,
     TOWER_PATCH_SIZE,
+    partial_state,
     pretrain_tower,
     scene_targets,
     tower_image,
@@ -79,6 +80,31 @@ def test_pretraining_writes_a_tower_a_tiny_model_loads_and_replaces_only_its_own
     with pytest.raises(FileExistsError, match="is not a tower written by tokenpacker synth-tower"):
         pretrain_tower(tmp_path / "data", steps=3, batch_size=4, samples=8)
     assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
+
+
+def test_a_stopped_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
+    settings = {"steps": 6, "batch_size": 4, "samples": 12, "checkpoint_every": 4}
+    straight = pretrain_tower(tmp_path / "straight", **settings)
+    assert not partial_state(tmp_path / "straight").exists()  # removed once the tower is written
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("evaluation.synthetic.tower.write_tower", stop)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_tower(tmp_path / "stopped", **settings)
+    assert partial_state(tmp_path / "stopped").is_file() and not (tmp_path / "stopped").exists()
+    monkeypatch.undo()
+    resumed = pretrain_tower(tmp_path / "stopped", **settings)
+    assert "resuming after step 4 of 6" in capsys.readouterr().out
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # a saved state of other settings is not resumed from
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr("evaluation.synthetic.tower.write_tower", stop)
+        pretrain_tower(tmp_path / "other", **settings)
+    monkeypatch.undo()
+    pretrain_tower(tmp_path / "other", **(settings | {"learning_rate": 5e-4}))
+    assert "holds a run with other settings; starting afresh" in capsys.readouterr().out
 
 
 def test_the_tower_is_pretrained_at_the_tiny_recipe_s_patch_size():
