@@ -5,14 +5,17 @@ For each tower (the shipped one the sweep uses, and the seed's random weights) a
 attention-pooling probe is trained on `--samples` scenes of that question kind (the world's word
 scenes for TextVQA, one-shape scenes for GQA's colour question) for `--steps` steps of `--batch`,
 on the tower's selected-layer features average-pooled k x k as the avgpool projector pools them
-(k = 1..4: the grids TokenPacker and average pooling keep at scale_factor k), then scored on held-out scenes. Stages 1-2 see about 1500
-word images in all, hence the defaults. A property that stays at chance here is one the models
-cannot answer, whatever the projector; one that holds at every pooling is no fine detail for them.
+(k = 1..4: the grids TokenPacker and average pooling keep at scale_factor k), then scored on
+held-out scenes. Stages 1-2 see about 1500 word images in all, hence the defaults. A property that
+stays at chance here is one the models cannot answer, whatever the projector; one that holds at
+every pooling is no fine detail for them. The word-hd9 row reads the word from every view
+TokenPacker-HD (patch_num 9) cuts of the image, each pooled k x k, side by side: what the HD model's
+projector gets.
 
 Run: `.venv/bin/python benchmarks/bench_tower_probe.py [--towers shipped,random] [--samples 1500
---steps 100 --batch 16] [--threads 2]`. Measured on 2 cores (29 s): the shipped tower reads
-words 0.98 and colours 0.98 at every pooling; the random tower colours 0.99-1.0 and words 0.16-0.17
-(chance 0.17).
+--steps 100 --batch 16] [--threads 2]`. Measured on 2 cores (2 min 21 s, most of it HD's views):
+the shipped tower reads words 0.98 and colours 0.98 at every pooling, but words from HD's views only
+0.73-0.75; the random tower colours 0.99-1.0 and words 0.16-0.19 (chance 0.17).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 from transformers import CLIPVisionModel
 
 from evaluation.synthetic.questions import KINDS, draw_scene
-from evaluation.synthetic.scene import Scene
+from evaluation.synthetic.scene import Scene, render_scene
 from evaluation.synthetic.tower import (
     TOWER_PATCH_SIZE,
     AttentionPooling,
@@ -38,7 +41,9 @@ from evaluation.synthetic.tower import (
 from evaluation.synthetic.vocabulary import COLOR_NAMES, WORDS
 from evaluation.synthetic.world import SHIPPED_TOWER
 from tokenpacker.checkpoints import CheckpointError
+from tokenpacker.hd import slice_image
 from tokenpacker.projectors.base import from_grid, to_grid
+from tokenpacker.tiny import CLIP_MEAN, CLIP_STD, TINY_IMAGE_SIZE
 from training.model import check_vision_tower
 from training.recipe import ModelRecipe
 
@@ -56,10 +61,14 @@ def colour_of(scene: Scene) -> int:
     return COLOR_NAMES.index(scene.shapes[0].color)
 
 
-# property -> (question kind whose scenes show it, its label, number of classes)
-PROPERTIES: dict[str, tuple[tuple[str, str], Callable[[Scene], int], int]] = {
-    "word": (("syn_textvqa", "read"), word_of, len(WORDS)),
-    "colour": (("syn_gqa", "queryAttr"), colour_of, len(COLOR_NAMES)),
+HD_PATCH_NUM = 9  # the tiny sweep's TokenPacker-HD
+
+# property -> (question kind whose scenes show it, its label, number of classes, the views the tower gets:
+# "padded", the whole image as the plain projectors see it, or "hd", every view TokenPacker-HD cuts)
+PROPERTIES: dict[str, tuple[tuple[str, str], Callable[[Scene], int], int, str]] = {
+    "word": (("syn_textvqa", "read"), word_of, len(WORDS), "padded"),
+    "colour": (("syn_gqa", "queryAttr"), colour_of, len(COLOR_NAMES), "padded"),
+    f"word-hd{HD_PATCH_NUM}": (("syn_textvqa", "read"), word_of, len(WORDS), "hd"),
 }
 
 
@@ -70,14 +79,40 @@ def load_tower(name: str) -> CLIPVisionModel:
     return CLIPVisionModel.from_pretrained(SHIPPED_TOWER if name == "shipped" else name).eval()
 
 
-def scenes(
-    task_kind: tuple[str, str], label: Callable[[Scene], int], seed: int, count: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised pixels and labels of `count` scenes of one question kind."""
+def draw(task_kind: tuple[str, str], seed: int, count: int) -> list[Scene]:
+    """`count` scenes of one question kind."""
     kind = next(k for k in KINDS if (k.task, k.name) == task_kind)
-    drawn = [draw_scene(kind, np.random.default_rng([seed, i]))[0] for i in range(count)]
-    images = torch.from_numpy(np.stack([tower_image(s) for s in drawn])).permute(0, 3, 1, 2)
-    return tower_pixels(images), torch.tensor([label(s) for s in drawn])
+    return [draw_scene(kind, np.random.default_rng([seed, i]))[0] for i in range(count)]
+
+
+def padded_pixels(drawn: list[Scene]) -> torch.Tensor:
+    """(n, 3, 48, 48) normalised pixels of the scenes in the tiny processor's `pad` mode."""
+    return tower_pixels(torch.from_numpy(np.stack([tower_image(s) for s in drawn])).permute(0, 3, 1, 2))
+
+
+def hd_crops(scene: Scene) -> torch.Tensor:
+    """(views, 3, 48, 48): TokenPacker-HD's cells and global view of the scene, as its processor cuts them."""
+    return slice_image(
+        render_scene(scene), HD_PATCH_NUM, cell_size=TINY_IMAGE_SIZE, image_mean=CLIP_MEAN, image_std=CLIP_STD
+    ).crops
+
+
+@torch.no_grad()
+def features(tower: CLIPVisionModel, drawn: list[Scene], view: str) -> torch.Tensor | list[torch.Tensor]:
+    """Selected-layer features: one (n, 144, width) tensor for padded views, one (views, 144, width)
+    tensor per scene for HD's."""
+    if view == "padded":
+        return selected_features(tower, padded_pixels(drawn))
+    return [selected_features(tower, hd_crops(scene)) for scene in drawn]
+
+
+def pooled(grids: torch.Tensor | list[torch.Tensor], k: int) -> torch.Tensor:
+    """Each view pooled k x k; an HD scene's views side by side, zero-padded to the most views."""
+    if isinstance(grids, torch.Tensor):
+        return pool(grids, k)
+    tokens = [pool(views, k).flatten(0, 1) for views in grids]
+    longest = max(len(t) for t in tokens)
+    return torch.stack([torch.cat([t, t.new_zeros(longest - len(t), t.shape[1])]) for t in tokens])
 
 
 def pool(tokens: torch.Tensor, k: int) -> torch.Tensor:
@@ -130,16 +165,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     towers = {name: load_tower(name) for name in names}
     print(f"{'tower':10s} {'property':8s} {'chance':>6s} " + " ".join(f"pool {k}" for k in POOLINGS))
-    for prop, (task_kind, label, classes) in PROPERTIES.items():
-        train = scenes(task_kind, label, PROBE_SEED, args.samples)
-        held_out = scenes(task_kind, label, HELD_OUT_SEED, args.held_out)
+    for prop, (task_kind, label, classes, view) in PROPERTIES.items():
+        train, held_out = (
+            draw(task_kind, PROBE_SEED, args.samples),
+            draw(task_kind, HELD_OUT_SEED, args.held_out),
+        )
+        labels = torch.tensor([label(s) for s in train]), torch.tensor([label(s) for s in held_out])
         for name, tower in towers.items():
-            with torch.no_grad():
-                grids = selected_features(tower, train[0]), selected_features(tower, held_out[0])
+            grids = features(tower, train, view), features(tower, held_out, view)
             scores = [
                 probe_accuracy(
-                    (pool(grids[0], k), train[1]),
-                    (pool(grids[1], k), held_out[1]),
+                    (pooled(grids[0], k), labels[0]),
+                    (pooled(grids[1], k), labels[1]),
                     classes,
                     args.steps,
                     args.batch,

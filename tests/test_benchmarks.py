@@ -63,8 +63,10 @@ def test_tower_probe_prints_each_tower_and_property_at_every_pooling():
     assert sorted((row[0], row[1]) for row in rows[1:]) == [
         ("random", "colour"),
         ("random", "word"),
+        ("random", "word-hd9"),
         ("shipped", "colour"),
         ("shipped", "word"),
+        ("shipped", "word-hd9"),
     ]
     assert all(len(row) == 7 and all(0 <= float(v) <= 1 for v in row[2:]) for row in rows[1:])
 
