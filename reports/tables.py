@@ -464,7 +464,7 @@ def _sample_record(results: pd.DataFrame, label: str, column: ScoreColumn) -> tu
 
 
 class _SampleCache:
-    """Per-sample scores by (file, metric), read once; each checked to average to the reported value."""
+    """Unit scores by (file, metric), read once; each checked to make the reported value."""
 
     def __init__(self) -> None:
         self._scores: dict[tuple[str, str], SampleScores | str] = {}
@@ -534,7 +534,7 @@ def paired_table(
     permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
 ) -> Table | None:
-    """Each config against the baseline on the docs both scored (mean-type metrics only); None without a baseline."""
+    """Each config against the baseline on the units both scored (metrics the units make); None without a baseline."""
     info = row_info(results)
     base = resolve_baseline(info, baseline)
     if base is None:
@@ -566,11 +566,12 @@ def paired_table(
             rows.append((label, column.label, test.n, test.difference, test.low, test.high, test.p_value, ""))
     return Table(
         name="paired_tests",
-        title=f"Paired comparison against {base} on shared samples",
+        title=f"Paired comparison against {base} on shared units",
         columns=(CONFIG_HEADER, "benchmark", "n pairs", "difference", "CI low", "CI high", "p", "note"),
         rows=tuple(rows),
         notes=(
-            f"difference = mean over doc_ids scored by both of (config - {base}); 95% paired percentile-bootstrap CI "
+            f"difference = the benchmark's statistic (a mean, or MME's sum of category means) of (config - {base}) "
+            "over the units both scored (samples, MMBench questions, MME images); 95% paired percentile-bootstrap CI "
             f"({resamples} resamples); p: two-sided sign-flip permutation test (scipy.stats.permutation_test, "
             f"{permutations} permutations or exact when fewer suffice), seed {seed}.",
             PRECISION_NOTE,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,9 @@ DEFAULT_PERMUTATIONS = 9999
 DEFAULT_SEED = 0
 CONFIDENCE = 0.95
 _MAX_DRAWS_PER_BATCH = 4_000_000  # bounds the memory of scipy's vectorised resampling
-CIRCULAR_STRIDE = 1_000_000  # MMBench logs rotation k of question i as index i + k * 1e6
+CIRCULAR_STRIDE = (
+    1_000_000  # MMBench logs rotation k of question i as index i + k * 1e6 (formats.CIRCULAR_OFFSET)
+)
 MME_FIELDS = frozenset({"question_id", "category", "score"})
 CIRCULAR_FIELDS = frozenset({"index", "hit"})
 
@@ -39,21 +42,25 @@ class ScoresUnavailable(Exception):
 
 @dataclass(frozen=True)
 class SampleScores:
-    """One metric's per-sample scores, aligned with the docs they score."""
+    """One metric's scores per unit (a sample, an MME image, an MMBench question), with the ids that
+    pair units across configs."""
 
-    doc_ids: np.ndarray  # str, unique
+    doc_ids: np.ndarray  # str, unique: the doc_id, or the unit's id ("category|question_id", question number)
     scores: np.ndarray  # float64
-    doc_hashes: np.ndarray | None = None  # str, lmms-eval's hash of each doc; None when the log lacks them
+    doc_hashes: np.ndarray | None = (
+        None  # str, lmms-eval's hash of each unit's docs; None when the log lacks them
+    )
     # str per unit: the score is the sum over strata of their means (MME's categories); None: the mean
     strata: np.ndarray | None = None
 
     def statistic(self) -> float:
+        """What the benchmark reports from these units, to check them against the reported value."""
         return float(sum_of_means(*stratified(self.scores, self.strata)))
 
 
 @dataclass(frozen=True)
 class Interval:
-    mean: float
+    value: float  # the reported value
     low: float
     high: float
     n: int
@@ -61,7 +68,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Mean of (a - b) over doc_ids both configs scored, its paired bootstrap CI and a sign-flip p-value."""
+    """The statistic of (a - b) over the units both configs scored, its paired bootstrap CI and a sign-flip p-value."""
 
     n: int
     difference: float
@@ -132,9 +139,13 @@ def sample_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
 
 
 def _grouped(
-    records: list[tuple[str, str | None, object]], unit
-) -> dict[object, list[tuple[str | None, dict]]]:
-    groups: dict[object, list[tuple[str | None, dict]]] = {}
+    records: list[tuple[str, str | None, object]], unit: Callable[[dict], Hashable]
+) -> dict[Hashable, list[tuple[str | None, dict]]]:
+    """The records' (doc_hash, entry) pairs by unit, in sorted unit order; doc_ids must not repeat."""
+    doc_ids = [doc_id for doc_id, _, _ in records]
+    if len(set(doc_ids)) != len(doc_ids):
+        raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
+    groups: dict[Hashable, list[tuple[str | None, dict]]] = {}
     for _, doc_hash, raw in records:
         groups.setdefault(unit(raw), []).append((doc_hash, raw))
     return dict(sorted(groups.items()))
@@ -156,7 +167,7 @@ def mme_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
         answers = [_number(raw["score"]) for _, raw in members]
         if len(answers) != 2:
             raise ScoresUnavailable(
-                f"MME image {category}/{question_id} has {len(answers)} questions, not a pair"
+                f"MME image {category}/{question_id} has {len(answers)} question(s), not a pair"
             )
         scores.append(100.0 * sum(answers) / 2 + 100.0 * (sum(answers) == 2))
     return SampleScores(
@@ -218,8 +229,13 @@ def bootstrap_ci(
     """
     values = np.asarray(values, dtype=np.float64)
     groups = stratified(values, strata)
-    if (smallest := min(group.size for group in groups)) < 2:
-        raise ScoresUnavailable(f"{smallest} per-sample value(s): a bootstrap needs at least two")
+    if strata is None and values.size < 2:
+        raise ScoresUnavailable(f"{values.size} per-sample value(s): a bootstrap needs at least two")
+    for stratum in () if strata is None else np.unique(strata):
+        if (count := int(np.sum(strata == stratum))) < 2:
+            raise ScoresUnavailable(
+                f"category {stratum} has {count} unit(s); a bootstrap within each category needs two"
+            )
     result = stats.bootstrap(
         groups,
         sum_of_means,
@@ -240,7 +256,7 @@ def score_interval(
     """95% bootstrap CI for a reported score; ScoresUnavailable if the units do not make it."""
     check_reported_matches(samples, reported)
     low, high = bootstrap_ci(samples.scores, samples.strata, resamples=resamples, seed=seed)
-    return Interval(mean=reported, low=low, high=high, n=len(samples.scores))
+    return Interval(value=reported, low=low, high=high, n=len(samples.scores))
 
 
 def paired_test(

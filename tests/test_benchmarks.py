@@ -3,14 +3,20 @@ one row per question kind, with its chance and majority levels."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from evaluation.synthetic.questions import KINDS
+from evaluation.synthetic.questions import KINDS, draw_scene
+from evaluation.synthetic.scene import render_scene
 from evaluation.synthetic.world import SHIPPED_TOWER
+from tokenpacker.processing import TokenPackerProcessor
+from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,6 +75,22 @@ def test_tower_probe_prints_each_tower_and_property_at_every_pooling():
         ("shipped", "word-hd9"),
     ]
     assert all(len(row) == 7 and all(0 <= float(v) <= 1 for v in row[2:]) for row in rows[1:])
+
+
+def test_tower_probe_cuts_hd_views_as_the_tiny_hd_processor_does():
+    loader = importlib.util.spec_from_file_location(
+        "bench_tower_probe", REPO / "benchmarks" / "bench_tower_probe.py"
+    )
+    probe = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(probe)
+    kind = next(k for k in KINDS if k.task == "syn_textvqa")
+    scene = draw_scene(kind, np.random.default_rng(5))[0]
+    processor = TokenPackerProcessor(
+        build_tiny_tokenizer(),
+        tiny_image_processor(),
+        tiny_config(patch_size=4, patch_num=probe.HD_PATCH_NUM),
+    )
+    assert torch.equal(probe.hd_crops(scene), processor.preprocess_image(render_scene(scene)).crops)
 
 
 def test_tower_probe_refuses_a_tower_that_is_not_one_in_one_line(tmp_path):

@@ -36,6 +36,7 @@ from evaluation.sweep.state import (
     now_iso,
     read_cell_state,
     read_json,
+    reusable_stages,
     write_cell_state,
     write_json,
 )
@@ -79,11 +80,7 @@ def run_cell(
     if is_done(previous, cell.fingerprint()):
         return CellRun(cell.cell_id, "ok", None, {})
     plan = stage_fingerprints(cell)
-    reusable = {
-        name: stage
-        for name, stage in (previous.stages if previous else {}).items()
-        if plan.get(name) == stage.fingerprint
-    }
+    reusable = reusable_stages(previous, plan)
     state = CellState(
         cell_id=cell.cell_id,
         fingerprint=cell.fingerprint(),

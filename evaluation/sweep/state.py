@@ -112,18 +112,20 @@ def is_done(state: CellState | None, cell_fingerprint: str) -> bool:
     return state is not None and state.status == "ok" and state.fingerprint == cell_fingerprint
 
 
+def reusable_stages(state: CellState | None, plan: Mapping[str, str]) -> dict[str, StageState]:
+    """The finished stages of `state` whose key is still the one in `plan`: a rerun keeps them."""
+    previous = state.stages if state else {}
+    return {name: stage for name, stage in previous.items() if plan.get(name) == stage.fingerprint}
+
+
 def describe_status(state: CellState | None, cell_fingerprint: str, plan: Mapping[str, str]) -> str:
     """One word (and the error) for `--dry-run`: done, failed, partial, changed, interrupted or pending.
     `plan` is each stage's key now, which says which stages a changed cell redoes."""
     if state is None:
         return "pending"
     if state.fingerprint != cell_fingerprint:
-        redone = [
-            name
-            for name, key in plan.items()
-            if name not in state.stages or state.stages[name].fingerprint != key
-        ]
-        kept = [name for name in plan if name not in redone]
+        kept = reusable_stages(state, plan)
+        redone = [name for name in plan if name not in kept]
         reused = f"; reuses {', '.join(kept)}" if kept else ""
         return f"changed (config differs from the finished run; reruns {', '.join(redone) or 'its records'}{reused})"
     if state.status == "ok":

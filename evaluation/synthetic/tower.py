@@ -39,7 +39,7 @@ from transformers import CLIPVisionModel
 from evaluation.synthetic.questions import KINDS, draw_scene
 from evaluation.synthetic.scene import Scene, render_scene
 from evaluation.synthetic.vocabulary import COLOR_NAMES, SHAPES, SIZES, WORDS
-from evaluation.synthetic.world import SHIPPED_TOWER
+from evaluation.synthetic.world import GENERATOR_MODULES, SHIPPED_TOWER
 from tokenpacker.processing import expand_to_square
 from tokenpacker.tiny import CLIP_MEAN, CLIP_STD, TINY_IMAGE_SIZE, build_tiny_model, tiny_config
 
@@ -94,8 +94,10 @@ class AttentionPooling(nn.Module):
             nn.Linear(width * queries, 2 * width), nn.GELU(), nn.Linear(2 * width, outputs)
         )
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled, _ = self.attention(self.queries.expand(len(tokens), -1, -1), tokens, tokens)
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """`padding` (n, tokens), True where a token only fills the batch: no query attends to it."""
+        queries = self.queries.expand(len(tokens), -1, -1)
+        pooled, _ = self.attention(queries, tokens, tokens, key_padding_mask=padding)
         return self.head(pooled.flatten(1))
 
 
@@ -195,7 +197,8 @@ def pretrain_tower(
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     parts = {"model": model, "optimizer": optimizer, "schedule": schedule}
-    done = resume(partial_state(out), settings, parts, generator)
+    run = settings | {"device": device, "torch": torch.__version__, "code": code_digest()}
+    done = resume(partial_state(out), run, parts, generator)
     progress = tqdm(
         range(done, steps), desc="tower pretraining", unit="step", disable=None, initial=done, total=steps
     )
@@ -208,7 +211,7 @@ def pretrain_tower(
         optimizer.zero_grad()
         progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            save_partial(partial_state(out), settings, step + 1, parts, generator)
+            save_partial(partial_state(out), run, step + 1, parts, generator)
     result = write_tower(model.tower, {"settings": settings, "held_out": score(model, held_out)}, out)
     partial_state(out).unlink(missing_ok=True)
     return result
@@ -219,30 +222,41 @@ def partial_state(out: Path) -> Path:
     return out.parent / f".{out.name}.partial.pt"
 
 
-def save_partial(
-    path: Path, settings: dict, step: int, parts: dict[str, Any], generator: torch.Generator
-) -> None:
-    """Written and renamed into place, so an interrupted save leaves the previous state."""
+def code_digest() -> str:
+    """Covers the code that draws and scores the scenes, so a state from another checkout is not resumed."""
+    digest = hashlib.sha256()
+    for module in (Path(__file__), *(Path(__file__).with_name(name) for name in GENERATOR_MODULES)):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def save_partial(path: Path, run: dict, step: int, parts: dict[str, Any], generator: torch.Generator) -> None:
+    """Written and renamed into place, so an interrupted save leaves the previous state. The global
+    torch RNG is not kept: after the tower is built, nothing in the loop draws from it (no dropout)."""
     state = {name: part.state_dict() for name, part in parts.items()}
-    state |= {"settings": settings, "step": step, "generator": generator.get_state()}
+    state |= {"run": run, "step": step, "generator": generator.get_state()}
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".tmp")
     torch.save(state, staging)
     staging.replace(path)
 
 
-def resume(path: Path, settings: dict, parts: dict[str, Any], generator: torch.Generator) -> int:
-    """Steps already done: those of a saved state with the same settings, loaded into `parts`; else 0."""
+def resume(path: Path, run: dict, parts: dict[str, Any], generator: torch.Generator) -> int:
+    """Steps already done: those of a saved state of the same run (settings, device, torch and code),
+    loaded into `parts`; else 0."""
+    path.with_suffix(".tmp").unlink(missing_ok=True)  # a save that was cut short
     if not path.is_file():
         return 0
-    state = torch.load(path, map_location=generator.device, weights_only=False)
-    if state["settings"] != settings:
-        print(f"tower pretraining: {path} holds a run with other settings; starting afresh")
+    state = torch.load(
+        path, map_location=generator.device, weights_only=False
+    )  # our own file: optimizer and schedule states
+    if state["run"] != run:
+        print(f"tower pretraining: {path} holds a run with other settings, device or code; starting afresh")
         return 0
     for name, part in parts.items():
         part.load_state_dict(state[name])
     generator.set_state(state["generator"].cpu())
-    print(f"tower pretraining: resuming after step {state['step']} of {settings['steps']} ({path})")
+    print(f"tower pretraining: resuming after step {state['step']} of {run['steps']} ({path})")
     return int(state["step"])
 
 

@@ -104,7 +104,7 @@ def test_a_stopped_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch
         pretrain_tower(tmp_path / "other", **settings)
     monkeypatch.undo()
     pretrain_tower(tmp_path / "other", **(settings | {"learning_rate": 5e-4}))
-    assert "holds a run with other settings; starting afresh" in capsys.readouterr().out
+    assert "holds a run with other settings, device or code; starting afresh" in capsys.readouterr().out
 
 
 def test_the_tower_is_pretrained_at_the_tiny_recipe_s_patch_size():

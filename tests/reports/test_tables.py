@@ -225,7 +225,7 @@ def test_interval_table(fixtures: Path) -> None:
     value, n, low, high, note = rows[("mlp2x_gelu", "GQA")][2:]
     assert (value, n, note) == (0.62, 100, "") and low < 0.62 < high
     assert high - low == pytest.approx(2 * 1.96 * (0.62 * 0.38 / 100) ** 0.5, abs=0.03)
-    assert "has 1 questions, not a pair" in rows[("mlp2x_gelu", "MME-P (perception)")][-1]
+    assert "has 1 question(s), not a pair" in rows[("mlp2x_gelu", "MME-P (perception)")][-1]
     assert (
         "not the per-sample statistic"
         in rows[("tokenpacker (s=3) [checkpoints/llava-tokenpacker-s3]", "POPE (F1)")][-1]

@@ -72,7 +72,7 @@ def test_interval_needs_two_samples() -> None:
 
 def test_score_interval_reports_the_reported_value() -> None:
     interval = score_interval(_scores([1, 0, 1, 1]), 0.75, resamples=500)
-    assert interval.mean == 0.75 and interval.n == 4 and interval.low <= 0.75 <= interval.high
+    assert interval.value == 0.75 and interval.n == 4 and interval.low <= 0.75 <= interval.high
 
 
 def test_a_reported_value_that_is_not_the_sample_mean_gets_no_interval() -> None:
@@ -139,6 +139,11 @@ def test_read_scores_from_numbers_and_score_dicts(tmp_path: Path) -> None:
         ([{"doc_id": 0, "m": 1.0}, {"doc_id": 0, "m": 0.0}], "doc_ids repeat"),
         ([{"m": 1.0}], "has no doc_id"),
         ([{"doc_id": 0, "other": 1.0}], "no per-sample values for m"),
+        ([{"doc_id": 0, "m": {"index": 0, "prediction": "A"}}], "MMBench entries without a per-rotation hit"),
+        (
+            [{"doc_id": 0, "m": {"index": 0, "hit": 1}}, {"doc_id": 0, "m": {"index": 1_000_000, "hit": 1}}],
+            "doc_ids repeat",
+        ),
     ],
 )
 def test_unusable_sample_logs(tmp_path: Path, lines: list[dict], message: str) -> None:
@@ -184,7 +189,7 @@ def test_mme_units_match_lmms_eval_s_aggregation(tmp_path: Path) -> None:
 
 def test_an_mme_image_without_a_pair_gets_no_interval(tmp_path: Path) -> None:
     lines = _mme_lines({("color", 0): (1, 1)})[:1]
-    with pytest.raises(ScoresUnavailable, match="has 1 questions, not a pair"):
+    with pytest.raises(ScoresUnavailable, match=r"has 1 question\(s\), not a pair"):
         read_sample_scores(_write_jsonl(tmp_path / "s.jsonl", lines), "mme_perception_score")
 
 
@@ -209,3 +214,12 @@ def test_paired_mme_difference_is_the_difference_of_scores(tmp_path: Path) -> No
     ]
     test = paired_test(*read, resamples=200, permutations=200)
     assert test.n == 4 and test.difference == pytest.approx(read[0].statistic() - read[1].statistic())
+
+
+def test_an_mme_category_with_one_image_gets_no_interval_and_says_why(tmp_path: Path) -> None:
+    answers = {("color", 0): (1, 1), ("color", 1): (1, 0), ("OCR", 0): (1, 1)}
+    scores = read_sample_scores(
+        _write_jsonl(tmp_path / "s.jsonl", _mme_lines(answers)), "mme_perception_score"
+    )
+    with pytest.raises(ScoresUnavailable, match="category OCR has 1 unit"):
+        score_interval(scores, scores.statistic(), resamples=100)
