@@ -247,9 +247,8 @@ def resume(path: Path, run: dict, parts: dict[str, Any], generator: torch.Genera
     path.with_suffix(".tmp").unlink(missing_ok=True)  # a save that was cut short
     if not path.is_file():
         return 0
-    state = torch.load(
-        path, map_location=generator.device, weights_only=False
-    )  # our own file: optimizer and schedule states
+    # a file this command wrote: it holds the optimizer's and the schedule's states, not weights alone
+    state = torch.load(path, map_location=generator.device, weights_only=False)
     if state["run"] != run:
         print(f"tower pretraining: {path} holds a run with other settings, device or code; starting afresh")
         return 0
