@@ -13,12 +13,13 @@ from evaluation.efficiency.flops import (
     projector_params,
 )
 from evaluation.efficiency.memory import kv_cache_mb_per_1k_tokens
-from evaluation.efficiency.probes import measure
+from evaluation.efficiency.probes import check_options, measure
 from evaluation.efficiency.tokens import crops_per_image, visual_tokens
 
 __all__ = [
     "FLOPS_CONVENTION",
     "PAPER_SIZES",
+    "check_options",
     "crops_per_image",
     "decoder_prefill_flops",
     "kv_cache_mb_per_1k_tokens",

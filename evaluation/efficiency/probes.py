@@ -22,7 +22,13 @@ from evaluation.efficiency.flops import (
 )
 from evaluation.efficiency.latency import generate_exactly, time_generation
 from evaluation.efficiency.memory import PeakMemoryMeter, kv_cache_mb_per_1k_tokens
-from evaluation.efficiency.tokens import ImageSize, paper_image_size, resolve_image_size, visual_tokens
+from evaluation.efficiency.tokens import (
+    ImageSize,
+    check_image_size,
+    paper_image_size,
+    resolve_image_size,
+    visual_tokens,
+)
 from evaluation.records import EFFICIENCY_METRICS
 from tokenpacker.checkpoints import check_suite_checkpoint
 from tokenpacker.conversation import IMAGE_PLACEHOLDER
@@ -70,6 +76,30 @@ def probe_batch(
     }
 
 
+def check_options(
+    *,
+    image_size: ImageSize | None = None,
+    runs: int = 5,
+    warmup: int = 2,
+    batch: int = 8,
+    text_tokens: int = DEFAULT_TEXT_TOKENS,
+    new_tokens: int = DEFAULT_NEW_TOKENS,
+) -> None:
+    """measure()'s options, checked on their own so a sweep can refuse bad ones before it trains."""
+    for name, value, least in (
+        ("runs", runs, 1),
+        ("warmup", warmup, 0),
+        ("batch", batch, 1),
+        ("new_tokens", new_tokens, 2),
+    ):
+        if value < least:
+            raise ValueError(f"{name}={value!r} must be >= {least}")
+    if text_tokens < 1:
+        raise ValueError(f"text_tokens={text_tokens!r} must be >= 1 (the BOS token at least)")
+    if image_size is not None:
+        check_image_size(image_size)
+
+
 def measure(
     model_path: Path,
     *,
@@ -87,16 +117,14 @@ def measure(
     7B/13B figures use the same image scaled to 336 px cells. Latency is batch 1 except throughput,
     which runs `batch` copies of the probe; `new_tokens` are generated per request.
     """
-    for name, value, least in (
-        ("runs", runs, 1),
-        ("warmup", warmup, 0),
-        ("batch", batch, 1),
-        ("new_tokens", new_tokens, 2),
-    ):
-        if value < least:
-            raise ValueError(f"{name}={value!r} must be >= {least}")
-    if text_tokens < 1:
-        raise ValueError(f"text_tokens={text_tokens!r} must be >= 1 (the BOS token at least)")
+    check_options(
+        image_size=image_size,
+        runs=runs,
+        warmup=warmup,
+        batch=batch,
+        text_tokens=text_tokens,
+        new_tokens=new_tokens,
+    )
     target = resolve_device(device)
     config = load_checkpoint_config(model_path)
     height, width = resolve_image_size(config, image_size)

@@ -163,9 +163,11 @@ def check_cell(cell: CellConfig) -> None:
         recipe = load_recipe(recipe_path(str(cell.recipe)), training_overrides(cell, None))
         check_vision_tower(recipe.model)
     if cell.efficiency:
+        from evaluation.efficiency import check_options as check_efficiency_options
         from evaluation.efficiency import measure as measure_efficiency
 
         _check_keywords(measure_efficiency, cell.efficiency, "efficiency")
+        check_efficiency_options(**{k: v for k, v in cell.efficiency.items() if k != "device"})
 
 
 def _check_keywords(function: Callable[..., Any], options: Mapping[str, Any], section: str) -> None:

@@ -138,6 +138,11 @@ def test_the_builtin_specs_pass_the_real_checks():
             {"groups": [{"projector": "mlp2x_gelu"}], "efficiency": {"repeats": 3}},
             r"efficiency options \['repeats'\]",
         ),
+        (
+            {"groups": [{"projector": "mlp2x_gelu"}], "efficiency": {"image_size": [0, 192]}},
+            r"image_size=\[0, 192\] must be \(height, width\)",
+        ),
+        ({"groups": [{"projector": "mlp2x_gelu"}], "efficiency": {"runs": 0}}, "runs=0 must be >= 1"),
     ],
 )
 def test_the_real_checks_reject_what_a_stage_would_fail_on(tmp_path, fields, message):
