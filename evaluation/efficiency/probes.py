@@ -7,7 +7,9 @@ checkpoint equals `prefill_tflops_7b`. Conventions of each metric: flops.py, lat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -76,28 +78,24 @@ def probe_batch(
     }
 
 
-def check_options(
-    *,
-    image_size: ImageSize | None = None,
-    runs: int = 5,
-    warmup: int = 2,
-    batch: int = 8,
-    text_tokens: int = DEFAULT_TEXT_TOKENS,
-    new_tokens: int = DEFAULT_NEW_TOKENS,
-) -> None:
-    """measure()'s options, checked on their own so a sweep can refuse bad ones before it trains."""
-    for name, value, least in (
-        ("runs", runs, 1),
-        ("warmup", warmup, 0),
-        ("batch", batch, 1),
-        ("new_tokens", new_tokens, 2),
-    ):
-        if value < least:
-            raise ValueError(f"{name}={value!r} must be >= {least}")
-    if text_tokens < 1:
-        raise ValueError(f"text_tokens={text_tokens!r} must be >= 1 (the BOS token at least)")
-    if image_size is not None:
-        check_image_size(image_size)
+# the least value of each option, and why when it is not plain
+OPTION_MINIMUMS = {
+    "runs": (1, ""),
+    "warmup": (0, ""),
+    "batch": (1, ""),
+    "new_tokens": (2, ""),
+    "text_tokens": (1, " (the BOS token at least)"),
+}
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """The values of measure()'s options that are given, checked on their own so a sweep can refuse
+    bad ones before it trains."""
+    for name, (least, why) in OPTION_MINIMUMS.items():
+        if name in options and options[name] < least:
+            raise ValueError(f"{name}={options[name]!r} must be >= {least}{why}")
+    if options.get("image_size") is not None:
+        check_image_size(options["image_size"])
 
 
 def measure(
@@ -118,12 +116,8 @@ def measure(
     which runs `batch` copies of the probe; `new_tokens` are generated per request.
     """
     check_options(
-        image_size=image_size,
-        runs=runs,
-        warmup=warmup,
-        batch=batch,
-        text_tokens=text_tokens,
-        new_tokens=new_tokens,
+        {"image_size": image_size, "runs": runs, "warmup": warmup, "batch": batch}
+        | {"text_tokens": text_tokens, "new_tokens": new_tokens}
     )
     target = resolve_device(device)
     config = load_checkpoint_config(model_path)

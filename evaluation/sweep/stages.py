@@ -167,7 +167,7 @@ def check_cell(cell: CellConfig) -> None:
         from evaluation.efficiency import measure as measure_efficiency
 
         _check_keywords(measure_efficiency, cell.efficiency, "efficiency")
-        check_efficiency_options(**{k: v for k, v in cell.efficiency.items() if k != "device"})
+        check_efficiency_options(cell.efficiency)
 
 
 def _check_keywords(function: Callable[..., Any], options: Mapping[str, Any], section: str) -> None:
