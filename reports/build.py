@@ -22,7 +22,14 @@ from evaluation.records import EFFICIENCY_TASK
 from reports.errors import ReportInputError
 from reports.load import load_results
 from reports.page import REPORT_HTML, REPORT_MARKDOWN, FigureEntry, Section, TableEntry, write_page
-from reports.plots import plot_benchmark_bars, plot_heatmap, plot_score_vs_cost, save_figure
+from reports.plots import (
+    plot_benchmark_bars,
+    plot_heatmap,
+    plot_score_vs_cost,
+    plot_shares_vs_tokens,
+    save_figure,
+)
+from reports.question_types import question_type_interval_table, question_type_table, type_shares
 from reports.reference import QuotedRow, read_reference
 from reports.render import Table, write_table
 from reports.scores import (
@@ -192,7 +199,15 @@ def _bars_job(results: pd.DataFrame, columns: Sequence[ScoreColumn]) -> list[Fig
     return [FigureJob("Scores per benchmark and config (dotted: chance level)", "benchmarks", draw)]
 
 
-TABLE_STEPS = 4  # the writer.tables calls in _write_report
+def _question_type_jobs(shares: pd.DataFrame) -> list[FigureJob]:
+    """The per-type figure, when logs carry types and configs report their visual tokens."""
+    if shares["tokens"].notna().sum() < 2:
+        return []
+    draw = partial(plot_shares_vs_tokens, shares)
+    return [FigureJob("Share right per question type vs visual tokens", "question_types_vs_tokens", draw)]
+
+
+TABLE_STEPS = 5  # the writer.tables calls in _write_report
 
 
 def _write_report(
@@ -210,7 +225,9 @@ def _write_report(
     all_columns = score_columns(results, primary_only=False)
     cost_jobs, skipped = _cost_jobs(results, columns)
     heatmap_jobs, bars_job = _heatmap_jobs(results, columns), _bars_job(results, columns)
-    total = TABLE_STEPS + len(cost_jobs) + len(heatmap_jobs) + len(bars_job)
+    shares = type_shares(results, columns, resamples=resamples, seed=seed)
+    type_jobs = _question_type_jobs(shares)
+    total = TABLE_STEPS + len(cost_jobs) + len(heatmap_jobs) + len(bars_job) + len(type_jobs)
     with tqdm(total=total, desc="report", unit="step") as progress:
         writer = _ReportWriter(root, progress)
         main = main_table(results, columns, quoted, baseline=baseline, reference_name=reference_name)
@@ -218,6 +235,12 @@ def _write_report(
         sections = [
             Section("Main table", writer.tables([main, reference])),
             Section("Accuracy vs efficiency", figures=writer.figures(cost_jobs), notes=tuple(skipped)),
+            Section(
+                "Accuracy per question type",
+                writer.tables([question_type_table(shares), question_type_interval_table(shares)]),
+                figures=writer.figures(type_jobs),
+                notes=() if not shares.empty else ("No per-sample log gives question types.",),
+            ),
         ]
         ablations = ablation_tables(results, columns)
         sections.append(

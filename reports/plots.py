@@ -182,3 +182,36 @@ def save_figure(figure: Figure, out_dir: Path, stem: str) -> dict[str, Path]:
     for path in paths.values():
         figure.savefig(path, dpi=PNG_DPI)
     return paths
+
+
+def plot_shares_vs_tokens(shares: pd.DataFrame) -> Figure:
+    """One panel per typed benchmark: share right against visual tokens, a line per config family
+    (a projector; a family of one config, such as the baseline, is a marker). `shares` as
+    question_types.type_shares, rows without tokens left out."""
+    shares = shares.dropna(subset=["tokens"])
+    benchmarks = list(dict.fromkeys(shares["benchmark"]))
+    columns = min(3, len(benchmarks))
+    rows = -(-len(benchmarks) // columns)
+    families = sorted(shares["family"].unique())
+    with matplotlib.rc_context(PAPER_STYLE):
+        figure = Figure(figsize=(PAGE_WIDTH_IN, 1.6 * rows + 0.3), layout="constrained")
+        panels = figure.subplots(rows, columns, squeeze=False).ravel()
+        for axes, benchmark in zip(panels, benchmarks, strict=False):
+            for index, family in enumerate(families):
+                points = shares[(shares["benchmark"] == benchmark) & (shares["family"] == family)]
+                points = points.sort_values("tokens")
+                axes.plot(
+                    points["tokens"], points["share"], marker=MARKERS[index % len(MARKERS)], markersize=3,
+                    linewidth=0.9, label=family,
+                )  # fmt: skip
+            if shares["tokens"].min() > 0 and shares["tokens"].max() / shares["tokens"].min() > 8:
+                axes.set_xscale("log")
+            axes.set_ylim(-0.03, 1.03)
+            axes.set_title(benchmark)
+            axes.set_xlabel("visual tokens")
+            axes.grid(alpha=0.3, linewidth=0.5)
+        for axes in panels[len(benchmarks) :]:
+            axes.set_visible(False)
+        handles, labels = panels[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(families), frameon=False)
+    return figure

@@ -453,7 +453,7 @@ def inputs_table(results: pd.DataFrame) -> Table:
     )
 
 
-def _sample_record(results: pd.DataFrame, label: str, column: ScoreColumn) -> tuple[float, str | None] | None:
+def sample_record(results: pd.DataFrame, label: str, column: ScoreColumn) -> tuple[float, str | None] | None:
     """(value, samples file) of a config's successful record for a column, or None."""
     ok = reported(results)
     match = ok[(ok["row_label"] == label) & (ok["task"] == column.task) & (ok["metric"] == column.metric)]
@@ -496,7 +496,7 @@ def interval_table(
     rows = []
     for label in row_info(results).index:
         for column in columns:
-            record = _sample_record(results, label, column)
+            record = sample_record(results, label, column)
             if record is None:
                 continue
             value, samples_file = record
@@ -544,8 +544,8 @@ def paired_table(
     for label in info.index.drop(base):
         for column in columns:
             record, base_record = (
-                _sample_record(results, label, column),
-                _sample_record(results, base, column),
+                sample_record(results, label, column),
+                sample_record(results, base, column),
             )
             if record is None or base_record is None:
                 continue

@@ -31,12 +31,16 @@ def score_unless_unreadable(
     return scorer(doc, results)
 
 
+QUESTION_TYPE = "question_type"  # logged per sample beside the metric; lmms-eval aggregates only metric_list
+
+
 def gqa_exact_match(doc: dict, results: list[str]) -> dict:
-    """What lmms-eval computes for gqa.yaml's metric_list: exact_match ignoring case and punctuation."""
+    """What lmms-eval computes for gqa.yaml's metric_list: exact_match ignoring case and punctuation,
+    logged with GQA's detailed question type, so a report can split the score by type."""
     score = exact_match_hf_evaluate(
         predictions=results, references=[doc["answer"]], ignore_case=True, ignore_punctuation=True
     )
-    return {"exact_match": float(score["exact_match"])}
+    return {"exact_match": float(score["exact_match"]), QUESTION_TYPE: doc["types"]["detailed"]}
 
 
 def with_rotation_hit(scores: dict) -> dict:

@@ -23,6 +23,8 @@ def test_report_has_every_table_in_three_formats(built_report: Path) -> None:
         "inputs",
         "failures",
         "all_scores",
+        "question_types",
+        "question_type_intervals",
     } <= stems
     for stem in stems:
         for suffix in ("md", "tex", "csv"):
