@@ -68,9 +68,11 @@ def test_tower_probe_prints_each_tower_and_property_at_every_pooling():
     assert rows[0] == ["tower", "property", "chance", "pool", "1", "pool", "2", "pool", "3", "pool", "4"]
     assert sorted((row[0], row[1]) for row in rows[1:]) == [
         ("random", "colour"),
+        ("random", "size"),
         ("random", "word"),
         ("random", "word-hd9"),
         ("shipped", "colour"),
+        ("shipped", "size"),
         ("shipped", "word"),
         ("shipped", "word-hd9"),
     ]
