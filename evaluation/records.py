@@ -40,6 +40,9 @@ EFFICIENCY_METRICS = (
     "kv_cache_mb_per_1k_tokens",
 )
 STATUSES = ("ok", "failed")
+# A per-sample log field: the question's type, logged by the suite's GQA tasks beside exact_match
+# (lmms-eval aggregates only the task's metric_list) and read by the report's per-type split.
+QUESTION_TYPE_FIELD = "question_type"
 
 
 @dataclass(frozen=True)

@@ -199,12 +199,15 @@ def _bars_job(results: pd.DataFrame, columns: Sequence[ScoreColumn]) -> list[Fig
     return [FigureJob("Scores per benchmark and config (dotted: chance level)", "benchmarks", draw)]
 
 
-def _question_type_jobs(shares: pd.DataFrame) -> list[FigureJob]:
-    """The per-type figure, when logs carry types and configs report their visual tokens."""
-    if shares["tokens"].notna().sum() < 2:
-        return []
+def _question_type_jobs(shares: pd.DataFrame) -> tuple[list[FigureJob], list[str]]:
+    """The per-type figure, when two or more configs with typed logs report their visual tokens;
+    else the note why it is not drawn."""
+    if shares.empty:
+        return [], ["No per-sample log gives question types."]
+    if shares.dropna(subset=["tokens"])["label"].nunique() < 2:
+        return [], ["Not plotted: fewer than two configs with question types report their visual tokens."]
     draw = partial(plot_shares_vs_tokens, shares)
-    return [FigureJob("Share right per question type vs visual tokens", "question_types_vs_tokens", draw)]
+    return [FigureJob("Share right per question type vs visual tokens", "question_types_vs_tokens", draw)], []
 
 
 TABLE_STEPS = 5  # the writer.tables calls in _write_report
@@ -226,7 +229,7 @@ def _write_report(
     cost_jobs, skipped = _cost_jobs(results, columns)
     heatmap_jobs, bars_job = _heatmap_jobs(results, columns), _bars_job(results, columns)
     shares = type_shares(results, columns, resamples=resamples, seed=seed)
-    type_jobs = _question_type_jobs(shares)
+    type_jobs, type_notes = _question_type_jobs(shares)
     total = TABLE_STEPS + len(cost_jobs) + len(heatmap_jobs) + len(bars_job) + len(type_jobs)
     with tqdm(total=total, desc="report", unit="step") as progress:
         writer = _ReportWriter(root, progress)
@@ -239,7 +242,7 @@ def _write_report(
                 "Accuracy per question type",
                 writer.tables([question_type_table(shares), question_type_interval_table(shares)]),
                 figures=writer.figures(type_jobs),
-                notes=() if not shares.empty else ("No per-sample log gives question types.",),
+                notes=tuple(type_notes),
             ),
         ]
         ablations = ablation_tables(results, columns)

@@ -10,58 +10,58 @@ share of questions answered right, over the questions of that type.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from evaluation.records import EFFICIENCY_TASK
+from evaluation.records import EFFICIENCY_TASK, QUESTION_TYPE_FIELD
 from reports.render import PRECISION_NOTE, Cell, Table
 from reports.scores import EFFICIENCY_LABELS, VISUAL_TOKENS, ScoreColumn, pivot_values, row_info, value_at
 from reports.tables import CONFIG_HEADER, sample_record
-from reports.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci
+from reports.uncertainty import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    ScoresUnavailable,
+    bootstrap_ci,
+    metric_samples,
+)
 
-# evaluation.tasks.scoring.QUESTION_TYPE, not imported: that module loads lmms-eval, and reports/
-# stays light (a test ties the two names)
-TYPE_FIELD = "question_type"
+# Real GQA has over a hundred detailed types: more than a table or figure can show per benchmark.
+MAX_TYPES = 12
 
 
 def typed_scores(path: Path, metric: str) -> dict[str, np.ndarray]:
-    """Per question type, the 0-1 scores of `metric`'s samples in a `*_samples_<task>.jsonl`; empty
-    when the log carries no types, or cannot be read (the table then leaves the benchmark out)."""
+    """Per question type, the 0/1 scores of `metric`'s samples in a `*_samples_<task>.jsonl`; empty
+    when any sample lacks a type or a 0/1 score, a doc_id repeats, or the log cannot be read (the
+    benchmark is then left out of the split)."""
     key = metric.split(",")[0]
-    by_type: dict[str, list[float]] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        samples = metric_samples(path, key)
+    except ScoresUnavailable:
         return {}
-    for line in lines:
-        try:
-            sample = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            return {}
-        if not isinstance(sample, dict) or key not in sample:
-            continue
-        typed = _typed_score(sample, key)
-        if typed is None:
-            return {}
-        by_type.setdefault(typed[0], []).append(typed[1])
+    if len({str(sample["doc_id"]) for sample in samples}) != len(samples):
+        return {}  # several filters or repeats: a question would count more than once
+    typed = [_typed_score(sample, key) for sample in samples]
+    if not typed or None in typed:
+        return {}
+    by_type: dict[str, list[float]] = {}
+    for question_type, score in typed:
+        by_type.setdefault(question_type, []).append(score)
     return {name: np.asarray(scores) for name, scores in sorted(by_type.items())}
 
 
 def _typed_score(sample: dict, key: str) -> tuple[str, float] | None:
-    """(type, score) of one sample, or None when it has no type or no finite score."""
+    """(type, score) of one sample, or None when it has no type or its score is not right/wrong."""
     value = sample[key]
     if isinstance(value, dict):
         question_type, score = value.get("category"), value.get("score")
     else:
-        question_type, score = sample.get(TYPE_FIELD), value
-    if not isinstance(question_type, str) or isinstance(score, bool) or not isinstance(score, int | float):
+        question_type, score = sample.get(QUESTION_TYPE_FIELD), value
+    if not isinstance(question_type, str) or isinstance(score, bool) or score not in (0, 1):
         return None
-    return (question_type, float(score)) if math.isfinite(score) else None
+    return question_type, float(score)
 
 
 SHARE_COLUMNS = ["label", "family", "tokens", "benchmark", "share", "n", "low", "high"]
@@ -74,35 +74,49 @@ def type_shares(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> pd.DataFrame:
-    """Long table of every typed share: columns label, family (see _family), tokens (NaN when not
-    measured), benchmark ("<benchmark>: <type>"), share, n and its bootstrap 95% interval (low, high;
-    NaN for one question), configs in the report's row order."""
+    """Long table of every typed share: columns label, family (see config_families), tokens (NaN when
+    not measured), benchmark ("<benchmark>: <type>"), share, n and its bootstrap 95% interval (low,
+    high; NaN for one question), in the report's row order, then the benchmarks' order. A benchmark
+    with more than MAX_TYPES types in a log is left out."""
     wide, info = pivot_values(results), row_info(results)
+    families = config_families(info)
     rows = []
-    for column in columns:
-        for label in info.index:
+    for label in info.index:
+        tokens = value_at(wide, label, EFFICIENCY_TASK, VISUAL_TOKENS)
+        for column in columns:
             record = sample_record(results, label, column)
-            if record is None or record[1] is None:
+            split = typed_scores(Path(record[1]), column.metric) if record and record[1] else {}
+            if len(split) > MAX_TYPES:
                 continue
-            for question_type, scores in typed_scores(Path(record[1]), column.metric).items():
+            for question_type, scores in split.items():
                 low, high = (
                     bootstrap_ci(scores, resamples=resamples, seed=seed)
                     if len(scores) > 1
                     else (np.nan, np.nan)
                 )
                 rows.append(
-                    (label, _family(info.loc[label]), value_at(wide, label, EFFICIENCY_TASK, VISUAL_TOKENS),
-                     f"{column.label}: {question_type}", float(scores.mean()), len(scores), low, high)
+                    (label, families[label], tokens, f"{column.label}: {question_type}",
+                     float(scores.mean()), len(scores), low, high)
                 )  # fmt: skip
     return pd.DataFrame(rows, columns=SHARE_COLUMNS)
 
 
-def _family(config: pd.Series) -> str:
-    """The line a config is drawn on: its projector, with TokenPacker-HD's patch_num apart, since
-    HD's tokens grow with its crops, not with compression."""
-    if pd.isna(config["patch_num"]):
-        return str(config["projector"])
-    return f"{config['projector']} HD (N={int(config['patch_num'])})"
+def config_families(info: pd.DataFrame) -> dict[str, str]:
+    """The line each config is drawn on: its projector, with TokenPacker-HD's patch_num apart (HD's
+    tokens grow with its crops, not with compression), and the seed and origin where the results
+    hold several, so that no line joins two runs at the same token count."""
+    several_seeds, several_origins = info["seed"].nunique() > 1, info["origin"].nunique() > 1
+    families = {}
+    for label, config in info.iterrows():
+        family = str(config["projector"])
+        if not pd.isna(config["patch_num"]):
+            family += f" HD (N={int(config['patch_num'])})"
+        if several_seeds and not pd.isna(config["seed"]):
+            family += f", seed {int(config['seed'])}"
+        if several_origins:
+            family += f" [{config['origin']}]"
+        families[str(label)] = family
+    return families
 
 
 def question_type_table(shares: pd.DataFrame) -> Table | None:
@@ -127,7 +141,8 @@ def question_type_table(shares: pd.DataFrame) -> Table | None:
             "detailed type): the share answered right over that type's questions (for MME, per question, "
             "not its acc+ score). Average pooling keeps what is an average over pixels (a colour) and "
             "blurs what is spatial structure (a shape's extent, strokes of text): the split shows which "
-            "questions a config's compression costs.",
+            "questions a config's compression costs. A benchmark with more than "
+            f"{MAX_TYPES} types in a log is left out.",
             "Questions per type: "
             + "; ".join(f"{b}: {', '.join(str(n) for n in counts[b])}" for b in benchmarks)
             + ".",
@@ -160,4 +175,5 @@ def question_type_interval_table(shares: pd.DataFrame) -> Table | None:
 
 
 def _cell(value: object) -> Cell:
+    """A number, or a gap for a missing one."""
     return None if value is None or pd.isna(value) else float(value)

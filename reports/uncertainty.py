@@ -85,23 +85,9 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
     on different lines).
     """
     key = metric.split(",")[0]
-    records: list[tuple[str, str | None, object]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScoresUnavailable(f"per-sample log unreadable ({exc.__class__.__name__})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError:
-            raise ScoresUnavailable(f"per-sample log line {number} is not JSON") from None
-        if not isinstance(sample, dict) or key not in sample:
-            continue
-        if "doc_id" not in sample:
-            raise ScoresUnavailable(f"per-sample log line {number} has no doc_id")
-        records.append((str(sample["doc_id"]), sample.get("doc_hash"), sample[key]))
+    records = [
+        (str(sample["doc_id"]), sample.get("doc_hash"), sample[key]) for sample in metric_samples(path, key)
+    ]
     if not records:
         raise ScoresUnavailable(f"no per-sample values for {key}")
     if all(isinstance(raw, dict) and MME_FIELDS <= raw.keys() for _, _, raw in records):
@@ -113,6 +99,29 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
             "MMBench entries without a per-rotation hit (the suite's MMBench tasks log one; rerun the evaluation)"
         )
     return sample_units(records)
+
+
+def metric_samples(path: Path, key: str) -> list[dict]:
+    """The logged samples of an lmms-eval `*_samples_<task>.jsonl` that hold `key`, each with a
+    doc_id. Lines without the key are skipped (MME logs perception and cognition on different lines)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScoresUnavailable(f"per-sample log unreadable ({exc.__class__.__name__})") from None
+    samples = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            raise ScoresUnavailable(f"per-sample log line {number} is not JSON") from None
+        if not isinstance(sample, dict) or key not in sample:
+            continue
+        if "doc_id" not in sample:
+            raise ScoresUnavailable(f"per-sample log line {number} has no doc_id")
+        samples.append(sample)
+    return samples
 
 
 def _number(raw: object) -> float:

@@ -10,6 +10,7 @@ from lmms_eval.api.metrics import exact_match_hf_evaluate
 from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator
 from loguru import logger
 
+from evaluation.records import QUESTION_TYPE_FIELD
 from evaluation.tasks.local_data import UnreadableImageError, read_image
 
 
@@ -31,16 +32,15 @@ def score_unless_unreadable(
     return scorer(doc, results)
 
 
-QUESTION_TYPE = "question_type"  # logged per sample beside the metric; lmms-eval aggregates only metric_list
-
-
 def gqa_exact_match(doc: dict, results: list[str]) -> dict:
     """What lmms-eval computes for gqa.yaml's metric_list: exact_match ignoring case and punctuation,
-    logged with GQA's detailed question type, so a report can split the score by type."""
+    logged with GQA's detailed question type, so a report can split the score by type. The type is
+    not in metric_list, so lmms-eval does not aggregate it (its results.json shows it as an empty
+    "question_type,none" entry, which the loaders skip)."""
     score = exact_match_hf_evaluate(
         predictions=results, references=[doc["answer"]], ignore_case=True, ignore_punctuation=True
     )
-    return {"exact_match": float(score["exact_match"]), QUESTION_TYPE: doc["types"]["detailed"]}
+    return {"exact_match": float(score["exact_match"]), QUESTION_TYPE_FIELD: doc["types"]["detailed"]}
 
 
 def with_rotation_hit(scores: dict) -> dict:

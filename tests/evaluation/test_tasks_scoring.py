@@ -14,9 +14,9 @@ from lmms_eval.tasks.mme.utils import mme_aggregate_results, mme_process_results
 from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score, pope_process_results
 from lmms_eval.tasks.textvqa.utils import textvqa_process_results
 
+from evaluation.records import QUESTION_TYPE_FIELD
 from evaluation.synthetic import build_world, formats
 from evaluation.tasks import DATA_ROOT_ENV, SYNTHETIC_TASKS, TASKS_DIR
-from evaluation.tasks.scoring import QUESTION_TYPE
 from reports.uncertainty import read_sample_scores
 
 
@@ -176,8 +176,8 @@ def test_gqa_exact_match_ignores_case_and_punctuation(tasks):
     predictions = [answer, answer.upper() + ".", f"{answer}!", "something else"]
     assert [task.process_results(doc, [p])["exact_match"] for p in predictions] == [1.0, 1.0, 1.0, 0.0]
     # the detailed type is logged beside the score (for the report's per-type split), not aggregated
-    assert task.process_results(doc, [answer])[QUESTION_TYPE] == doc["types"]["detailed"]
-    assert QUESTION_TYPE not in task.aggregation()
+    assert task.process_results(doc, [answer])[QUESTION_TYPE_FIELD] == doc["types"]["detailed"]
+    assert QUESTION_TYPE_FIELD not in task.aggregation()
 
 
 def test_the_trained_reply_scores_full_marks(tasks, world_rows):
