@@ -123,7 +123,7 @@ def question_type_table(shares: pd.DataFrame) -> Table | None:
     """Configs x typed benchmarks, with their visual tokens; None when no log carries types."""
     if shares.empty:
         return None
-    benchmarks = list(dict.fromkeys(shares["benchmark"]))
+    benchmarks = sorted(set(shares["benchmark"]))  # the same columns whichever configs have which logs
     grid = shares.pivot(index="label", columns="benchmark", values="share")
     tokens = shares.groupby("label", sort=False)["tokens"].first()
     rows = tuple(

@@ -143,6 +143,13 @@ def test_two_configs_get_their_own_shares_in_the_report_s_row_order(tmp_path: Pa
         ("avgpool (s=4)", 9.0, 0.25, 1.0),
     ]
     assert set(config_families(row_info(results)).values()) == {"avgpool", "mlp2x_gelu"}
+    # a config whose GQA log has no types keeps the columns where they are
+    _log(tmp_path / "a2.jsonl", [{"doc_id": 0, "exact_match": 1.0}])
+    table = question_type_table(
+        type_shares(results, score_columns(results, primary_only=True), resamples=200)
+    )
+    assert table is not None and [row[:4] for row in table.rows] == [("avgpool (s=4)", 9.0, 0.25, 1.0)]
+    assert table.columns[2:] == ("Syn. GQA: chooseSize", "Syn. GQA: queryAttr")
 
 
 def test_hd_seeds_and_origins_get_lines_of_their_own() -> None:
