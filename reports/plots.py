@@ -189,7 +189,7 @@ def plot_shares_vs_tokens(shares: pd.DataFrame) -> Figure:
     (a projector; a family of one config, such as the baseline, is a marker). `shares` as
     question_types.type_shares, rows without tokens left out."""
     shares = shares.dropna(subset=["tokens"])
-    benchmarks = list(dict.fromkeys(shares["benchmark"]))
+    benchmarks = sorted(set(shares["benchmark"]))  # the per-type table's column order
     columns = min(3, len(benchmarks))
     rows = -(-len(benchmarks) // columns)
     families = sorted(shares["family"].unique())

@@ -34,15 +34,13 @@ MAX_TYPES = 12
 
 def typed_scores(path: Path, metric: str) -> dict[str, np.ndarray]:
     """Per question type, the 0/1 scores of `metric`'s samples in a `*_samples_<task>.jsonl`; empty
-    when any sample lacks a type or a 0/1 score, a doc_id repeats, or the log cannot be read (the
-    benchmark is then left out of the split)."""
+    when any sample lacks a type or a 0/1 score, or the log cannot be used (unreadable, repeated
+    doc_ids: see metric_samples); the benchmark is then left out of the split."""
     key = metric.split(",")[0]
     try:
         samples = metric_samples(path, key)
     except ScoresUnavailable:
         return {}
-    if len({str(sample["doc_id"]) for sample in samples}) != len(samples):
-        return {}  # several filters or repeats: a question would count more than once
     typed = [_typed_score(sample, key) for sample in samples]
     if not typed or None in typed:
         return {}

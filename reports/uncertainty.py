@@ -29,9 +29,8 @@ DEFAULT_PERMUTATIONS = 9999
 DEFAULT_SEED = 0
 CONFIDENCE = 0.95
 _MAX_DRAWS_PER_BATCH = 4_000_000  # bounds the memory of scipy's vectorised resampling
-CIRCULAR_STRIDE = (
-    1_000_000  # MMBench logs rotation k of question i as index i + k * 1e6 (formats.CIRCULAR_OFFSET)
-)
+# MMBench logs rotation k of question i as index i + k * 1e6 (formats.CIRCULAR_OFFSET)
+CIRCULAR_STRIDE = 1_000_000
 MME_FIELDS = frozenset({"question_id", "category", "score"})
 CIRCULAR_FIELDS = frozenset({"index", "hit"})
 
@@ -47,9 +46,8 @@ class SampleScores:
 
     doc_ids: np.ndarray  # str, unique: the doc_id, or the unit's id ("category|question_id", question number)
     scores: np.ndarray  # float64
-    doc_hashes: np.ndarray | None = (
-        None  # str, lmms-eval's hash of each unit's docs; None when the log lacks them
-    )
+    # str, lmms-eval's hash of each unit's docs; None when the log lacks them
+    doc_hashes: np.ndarray | None = None
     # str per unit: the score is the sum over strata of their means (MME's categories); None: the mean
     strata: np.ndarray | None = None
 
@@ -103,7 +101,8 @@ def read_sample_scores(path: Path, metric: str) -> SampleScores:
 
 def metric_samples(path: Path, key: str) -> list[dict]:
     """The logged samples of an lmms-eval `*_samples_<task>.jsonl` that hold `key`, each with a
-    doc_id. Lines without the key are skipped (MME logs perception and cognition on different lines)."""
+    doc_id of its own. Lines without the key are skipped (MME logs perception and cognition on
+    different lines); a repeated doc_id (several filters or repeats) would count a doc twice."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -121,6 +120,8 @@ def metric_samples(path: Path, key: str) -> list[dict]:
         if "doc_id" not in sample:
             raise ScoresUnavailable(f"per-sample log line {number} has no doc_id")
         samples.append(sample)
+    if len({str(sample["doc_id"]) for sample in samples}) != len(samples):
+        raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
     return samples
 
 
@@ -137,11 +138,8 @@ def _hashes(hashes: list[object]) -> np.ndarray | None:
 def sample_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
     """One unit per sample: its number, or its dict's "score"."""
     scores = [_number(raw.get("score") if isinstance(raw, dict) else raw) for _, _, raw in records]
-    ids = np.asarray([doc_id for doc_id, _, _ in records])
-    if len(np.unique(ids)) != len(ids):
-        raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
     return SampleScores(
-        doc_ids=ids,
+        doc_ids=np.asarray([doc_id for doc_id, _, _ in records]),
         scores=np.asarray(scores, dtype=np.float64),
         doc_hashes=_hashes([doc_hash for _, doc_hash, _ in records]),
     )
@@ -150,10 +148,7 @@ def sample_units(records: list[tuple[str, str | None, object]]) -> SampleScores:
 def _grouped(
     records: list[tuple[str, str | None, object]], unit: Callable[[dict], Hashable]
 ) -> dict[Hashable, list[tuple[str | None, dict]]]:
-    """The records' (doc_hash, entry) pairs by unit, in sorted unit order; doc_ids must not repeat."""
-    doc_ids = [doc_id for doc_id, _, _ in records]
-    if len(set(doc_ids)) != len(doc_ids):
-        raise ScoresUnavailable("doc_ids repeat in the per-sample log (several filters or repeats)")
+    """The records' (doc_hash, entry) pairs by unit, in sorted unit order."""
     groups: dict[Hashable, list[tuple[str | None, dict]]] = {}
     for _, doc_hash, raw in records:
         groups.setdefault(unit(raw), []).append((doc_hash, raw))
