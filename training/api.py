@@ -83,10 +83,12 @@ def has_language_stage(recipe: Recipe) -> bool:
 
 
 def section_key(recipe: Recipe, section: str, **depends_on: object) -> str:
-    """A text phase's folder key: its settings and data (and what else it starts from)."""
+    """A text phase's folder key: its settings and data (and what else it starts from). The data counts
+    by content, not by path, so a sweep folder that is moved or copied keeps its stage-0 LLM."""
     phase = getattr(recipe, section)
+    data = recipe.data_location(phase.data_path).read_bytes()
     settings = dataclasses.asdict(phase) | {
-        "data_path": str(recipe.data_location(phase.data_path)),
+        "data_path": hashlib.sha256(data).hexdigest(),
         "image_folder": None,
     }
     payload = json.dumps({**depends_on, section: settings}, sort_keys=True)

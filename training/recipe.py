@@ -91,6 +91,8 @@ class StageRecipe:
     conversation_template: str = "vicuna_v1"
     model_max_length: int = 2048
     learning_rate: float = 2e-5
+    # LLaVA's mm_projector_lr: the projector's own lr where the LLM trains beside it (null: learning_rate)
+    projector_learning_rate: float | None = None
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
     num_train_epochs: float = 1.0

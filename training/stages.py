@@ -36,11 +36,32 @@ PACKAGED_DEEPSPEED_CONFIGS = ("zero2", "zero3")
 
 
 class MultimodalTrainer(Trainer):
-    """HF Trainer plus LLaVA's group_by_modality_length sampling."""
+    """HF Trainer plus LLaVA's group_by_modality_length sampling and its projector lr (mm_projector_lr)."""
 
-    def __init__(self, *args, group_by_modality_length: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        group_by_modality_length: bool = False,
+        projector_learning_rate: float | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.group_by_modality_length = group_by_modality_length
+        self.projector_learning_rate = projector_learning_rate
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.projector_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        groups = projector_param_groups(
+            opt_model,
+            self.get_decay_parameter_names(opt_model),
+            self.args.weight_decay,
+            self.projector_learning_rate,
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset: LlavaDataset | None = None) -> Sampler | None:
         if not self.group_by_modality_length:
@@ -50,6 +71,30 @@ class MultimodalTrainer(Trainer):
             self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps
         )
         return ModalityLengthGroupedSampler(dataset.lengths, dataset.has_image, global_batch, self.args.seed)
+
+
+def is_projector_parameter(name: str) -> bool:
+    """The projector's parameters, also under a PEFT wrapper (base_model.model.projector...)."""
+    return "projector" in name.split(".")
+
+
+def projector_param_groups(
+    model: torch.nn.Module, decay_names: Sequence[str], weight_decay: float, projector_lr: float
+) -> list[dict]:
+    """Trainer's decay / no-decay groups, each split once more: the projector's parameters at their own lr
+    (the scheduler scales every group's lr by the same factor, so the ratio holds all along)."""
+    groups = []
+    for decays in (True, False):
+        for projector in (True, False):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and (n in decay_names) == decays and is_projector_parameter(n) == projector
+            ]
+            if params:
+                group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+                groups.append(group | {"lr": projector_lr} if projector else group)
+    return groups
 
 
 def deepspeed_config_path(value: str | None) -> str | None:
@@ -167,6 +212,7 @@ def run_stage(
         processing_class=processor.tokenizer,
         callbacks=list(callbacks),
         group_by_modality_length=settings.group_by_modality_length,
+        projector_learning_rate=settings.projector_learning_rate,
     )
     last_checkpoint = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if last_checkpoint:

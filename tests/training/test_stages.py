@@ -19,7 +19,7 @@ from tokenpacker.checkpoints import CheckpointError, read_state_dict
 from tokenpacker.conversation import get_template
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_model, tiny_config
-from training.api import absolute_tower, train_language_model, train_two_stages
+from training.api import absolute_tower, language_folder, train_language_model, train_two_stages
 from training.model import build_model
 from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
 from training.recipe import ModelRecipe, RecipeError, load_recipe
@@ -78,6 +78,35 @@ def test_stage1_trains_only_the_projector_and_stage2_starts_from_it(llava, tmp_p
     vision = [name for name in base if name.startswith("vision_tower.")]
     assert all(torch.equal(final[name], base[name]) for name in vision)
     assert not torch.equal(final["language_model.lm_head.weight"], base["language_model.lm_head.weight"])
+
+
+class GroupRates(TrainerCallback):
+    """Records after each step the lrs the optimizer gives projector (True) and LLM (False) parameters."""
+
+    def __init__(self) -> None:
+        self.rates: list[dict[bool, set[float]]] = []
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        projector = {id(p) for p in model.projector.parameters()}
+        rates: dict[bool, set[float]] = {True: set(), False: set()}
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                rates[id(parameter) in projector].add(group["lr"])
+        self.rates.append(rates)
+
+
+@pytest.mark.parametrize("projector_lr", [None, 4e-3])
+def test_stage2_gives_the_projector_its_own_lr_through_the_schedule(llava, tmp_path, projector_lr):
+    recipe = load_recipe(
+        llava.recipe(max_steps=3, save_steps=100, projector_learning_rate=projector_lr, weight_decay=0.1)
+    )
+    rates = GroupRates()
+    run_stage(recipe, 2, tmp_path / "stage2", callbacks=[rates])
+    assert len(rates.rates) == 3
+    for step in rates.rates:
+        (projector,), (llm,) = step[True], step[False]
+        assert projector == pytest.approx(llm * (1.0 if projector_lr is None else projector_lr / 1e-3))
+    assert rates.rates[-1][False] != rates.rates[0][False]  # the cosine schedule moves both
 
 
 def test_loss_goes_down(llava, tmp_path):
@@ -296,6 +325,21 @@ def test_the_anneal_continues_from_the_stage0_llm_and_is_keyed_apart_from_it(lla
     again = train_language_model(other, tmp_path / "run")
     assert again.parent.parent == stage0 and again.parent != anneal and again.is_dir()
     assert (stage0 / "final" / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_stage0_is_keyed_by_its_data_content_not_its_path(llava, tmp_path):
+    """A sweep folder copied or moved elsewhere finds its stage-0 LLM; other data gets another one."""
+    corpus = text_only(llava.instructions())
+    here, there = tmp_path / "here" / "language.json", tmp_path / "there" / "language.json"
+    for path in (here, there):
+        path.parent.mkdir()
+        path.write_text(json.dumps(corpus))
+    (tmp_path / "other.json").write_text(json.dumps(corpus[:-1]))
+
+    def folder(data: Path) -> Path:
+        return language_folder(load_recipe(llava.recipe() | {"stage0": {"data_path": str(data)}}), tmp_path)
+
+    assert folder(here) == folder(there) != folder(tmp_path / "other.json")
 
 
 def test_missing_anneal_data_fails_before_stage0_runs(llava, tmp_path):
