@@ -33,7 +33,9 @@ class ProjectorAtStart(TrainerCallback):
         self.weights: dict[str, torch.Tensor] = {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.weights = {f"projector.{k}": v.clone() for k, v in model.projector.state_dict().items()}
+        self.weights = {
+            f"projector.{k}": v.detach().cpu().clone() for k, v in model.projector.state_dict().items()
+        }
 
 
 class KillAfterSave(TrainerCallback):
