@@ -2,7 +2,8 @@
 stage-2 steps, or, with `--stage 0`, against stage-0 steps with every image replaced by its caption.
 
 Stage 2 as the suite trains it (vision tower frozen, projector + LLM trained, AdamW, warm-up then
-cosine) on the world's stage2.json, from a freshly initialised tiny model. Stage 0 trains the LLM
+cosine) on the world's stage2.json, from a freshly initialised tiny model, but at one lr (`--lr`) for
+projector and LLM alike, where the tiny recipe gives the projector its own (see tiny.yaml). Stage 0 trains the LLM
 alone on the world's language.json, and asks the evaluation questions in words: it shows which
 look-ups the LLM can do before it sees an image, since a kind it cannot answer from the caption it
 will not answer from the visual tokens either. Every `--every` steps

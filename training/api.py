@@ -6,8 +6,9 @@ pretrained on text first (with a `stage0_anneal.data_path`, then annealed in
 `stage0-<key>/anneal-<key>/`). Calling again with the same recipe continues where the last call
 stopped: finished stages are skipped, an interrupted stage resumes from its last Trainer checkpoint.
 
-Stage 0 depends only on the LLM's seed and stage 0's own settings (not on the projector), so runs
-that share them can share one stage-0 folder: see `train_language_model`.
+Stage 0 depends only on the LLM's seed, stage 0's own settings and its data's content (not on the
+projector, nor on where the data lies), so runs that share them can share one stage-0 folder: see
+`train_language_model`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 from training.model import check_vision_tower
 from training.projector_file import PROJECTOR_FILE
 from training.recipe import ModelRecipe, Recipe, RecipeError, load_recipe
-from training.stages import FINAL, check_stage_inputs, run_stage
+from training.stages import FINAL, check_stage_inputs, run_stage, stage_data_file
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -86,9 +87,10 @@ def section_key(recipe: Recipe, section: str, **depends_on: object) -> str:
     """A text phase's folder key: its settings and data (and what else it starts from). The data counts
     by content, not by path, so a sweep folder that is moved or copied keeps its stage-0 LLM."""
     phase = getattr(recipe, section)
-    data = recipe.data_location(phase.data_path).read_bytes()
+    with stage_data_file(recipe, section).open("rb") as data:
+        digest = hashlib.file_digest(data, "sha256").hexdigest()
     settings = dataclasses.asdict(phase) | {
-        "data_path": hashlib.sha256(data).hexdigest(),
+        "data_path": digest,
         "image_folder": None,
     }
     payload = json.dumps({**depends_on, section: settings}, sort_keys=True)

@@ -12,6 +12,7 @@ field's type, so YAML's `1e-3` (a string to PyYAML) and CLI text both work.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -91,7 +92,7 @@ class StageRecipe:
     conversation_template: str = "vicuna_v1"
     model_max_length: int = 2048
     learning_rate: float = 2e-5
-    # LLaVA's mm_projector_lr: the projector's own lr where the LLM trains beside it (null: learning_rate)
+    # stage 2 only, LLaVA's mm_projector_lr: the projector's own lr beside the LLM's (null: learning_rate)
     projector_learning_rate: float | None = None
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
@@ -118,6 +119,10 @@ class StageRecipe:
 
     def __post_init__(self) -> None:
         get_template(self.conversation_template)
+        for name in ("learning_rate", "projector_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise RecipeError(f"{name}={value!r} is not a learning rate; give a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,12 @@ class Recipe:
     projector_file: str | None = None  # stage 2 starts from this stage-1 projector file; stage 1 is skipped
 
     def __post_init__(self) -> None:
+        for name in ("stage0", "stage0_anneal", "stage1"):
+            if getattr(self, name).projector_learning_rate is not None:
+                raise RecipeError(
+                    f"{name}.projector_learning_rate is set, but only stage 2 trains the projector beside the "
+                    f"LLM; set stage2.projector_learning_rate (stage 1: stage1.learning_rate)"
+                )
         if self.stage1.lora_r:
             raise RecipeError(
                 f"stage1.lora_r={self.stage1.lora_r}: stage 1 trains only the projector, LoRA applies to stage 2; "

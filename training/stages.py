@@ -50,18 +50,11 @@ class MultimodalTrainer(Trainer):
         self.projector_learning_rate = projector_learning_rate
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
-        if self.projector_learning_rate is None or self.optimizer is not None:
-            return super().create_optimizer(model)
-        opt_model = self.model if model is None else model
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        groups = projector_param_groups(
-            opt_model,
-            self.get_decay_parameter_names(opt_model),
-            self.args.weight_decay,
-            self.projector_learning_rate,
-        )
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+        """Trainer's optimizer, with the projector's parameters moved into groups of their own lr."""
+        optimizer = super().create_optimizer(model)
+        if self.projector_learning_rate is not None:
+            split_projector_groups(optimizer, projector_parameters(self.model), self.projector_learning_rate)
+        return optimizer
 
     def _get_train_sampler(self, train_dataset: LlavaDataset | None = None) -> Sampler | None:
         if not self.group_by_modality_length:
@@ -73,28 +66,25 @@ class MultimodalTrainer(Trainer):
         return ModalityLengthGroupedSampler(dataset.lengths, dataset.has_image, global_batch, self.args.seed)
 
 
-def is_projector_parameter(name: str) -> bool:
-    """The projector's parameters, also under a PEFT wrapper (base_model.model.projector...)."""
-    return "projector" in name.split(".")
+def projector_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of the projector's parameters, also under a PEFT wrapper."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return {id(p) for p in base.projector.parameters()}
 
 
-def projector_param_groups(
-    model: torch.nn.Module, decay_names: Sequence[str], weight_decay: float, projector_lr: float
-) -> list[dict]:
-    """Trainer's decay / no-decay groups, each split once more: the projector's parameters at their own lr
-    (the scheduler scales every group's lr by the same factor, so the ratio holds all along)."""
-    groups = []
-    for decays in (True, False):
-        for projector in (True, False):
-            params = [
-                p
-                for n, p in model.named_parameters()
-                if p.requires_grad and (n in decay_names) == decays and is_projector_parameter(n) == projector
-            ]
-            if params:
-                group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
-                groups.append(group | {"lr": projector_lr} if projector else group)
-    return groups
+def split_projector_groups(optimizer: torch.optim.Optimizer, projector: set[int], lr: float) -> None:
+    """Each group's projector parameters become a group of their own (same settings, `lr`), after the
+    LLM's groups, so the Trainer logs the LLM's lr. Done before the first step, with no state yet;
+    the scheduler scales every group's lr by the same factor, so the ratio holds all along."""
+    moved = []
+    for group in optimizer.param_groups:
+        ours = [p for p in group["params"] if id(p) in projector]
+        if ours:
+            group["params"] = [p for p in group["params"] if id(p) not in projector]
+            moved.append({**group, "params": ours, "lr": lr})
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    for group in moved:
+        optimizer.add_param_group(group)
 
 
 def deepspeed_config_path(value: str | None) -> str | None:
@@ -145,17 +135,8 @@ def check_stage_inputs(recipe: Recipe, stage: int, section: str | None = None) -
     `section` names the recipe section when it is not `stage<stage>` (stage0_anneal, a stage-0 phase)."""
     name = section or f"stage{stage}"
     settings = getattr(recipe, name)
-    if not settings.data_path:
-        raise RecipeError(f"{name}.data_path is not set; give --{name}.data_path PATH to a LLaVA JSON file")
-    data_path, image_folder = (
-        recipe.data_location(settings.data_path),
-        recipe.data_location(settings.image_folder),
-    )
-    if not data_path.is_file():
-        skip = f"; or skip {name} with --{name}.data_path null" if stage == 0 else ""
-        raise FileNotFoundError(
-            f"{name} data file {data_path} does not exist; fix data_path or data_root{skip}"
-        )
+    stage_data_file(recipe, name)
+    image_folder = recipe.data_location(settings.image_folder)
     if image_folder is not None and not image_folder.is_dir():
         raise FileNotFoundError(
             f"{name} image folder {image_folder} does not exist; fix image_folder or data_root"
@@ -165,11 +146,34 @@ def check_stage_inputs(recipe: Recipe, stage: int, section: str | None = None) -
             f"{name}: LoRA (lora_r={settings.lora_r}) cannot be merged into a ZeRO-3 partitioned model; "
             "use deepspeed zero2"
         )
+    if settings.projector_learning_rate is not None and "optimizer" in deepspeed_config(settings.deepspeed):
+        raise RecipeError(
+            f"{name}.projector_learning_rate is set, but the DeepSpeed config {settings.deepspeed} builds its own "
+            "optimizer, which would ignore it; remove the config's optimizer section or the projector lr"
+        )
+
+
+def stage_data_file(recipe: Recipe, name: str) -> Path:
+    """The data file of recipe section `name`, which must exist."""
+    settings = getattr(recipe, name)
+    if not settings.data_path:
+        raise RecipeError(f"{name}.data_path is not set; give --{name}.data_path PATH to a LLaVA JSON file")
+    data_path = recipe.data_location(settings.data_path)
+    if not data_path.is_file():
+        skip = f"; or skip {name} with --{name}.data_path null" if name.startswith("stage0") else ""
+        raise FileNotFoundError(
+            f"{name} data file {data_path} does not exist; fix data_path or data_root{skip}"
+        )
+    return data_path
+
+
+def deepspeed_config(value: str | None) -> dict:
+    path = deepspeed_config_path(value)
+    return json.loads(Path(path).read_text()) if path else {}
 
 
 def deepspeed_zero_stage(value: str | None) -> int:
-    path = deepspeed_config_path(value)
-    return json.loads(Path(path).read_text()).get("zero_optimization", {}).get("stage", 0) if path else 0
+    return deepspeed_config(value).get("zero_optimization", {}).get("stage", 0)
 
 
 def run_stage(

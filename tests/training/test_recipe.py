@@ -88,8 +88,10 @@ def test_values_are_converted_to_field_types():
             "patch_num": "null",
             "tf32": "null",
             "multi_level_layers": "[1,2]",
+            "stage2.projector_learning_rate": "5e-4",
         },
     )
+    assert recipe.stage2.projector_learning_rate == 5e-4 and recipe.stage1.projector_learning_rate is None
     assert recipe.stage1.learning_rate == 1e-3 and recipe.stage1.bf16 is False
     assert recipe.stage2.group_by_modality_length is True
     assert recipe.model.patch_num is None and recipe.stage1.tf32 is None
@@ -123,6 +125,13 @@ def test_bare_override_keys_are_unambiguous():
         ({"source": "pretrained"}, "needs model.vision_tower and model.language_model"),
         ({"conversation_template": "llama3"}, "unknown conversation template 'llama3'"),
         ({"stage1.lora_r": "8"}, "LoRA applies to stage 2"),
+        ({"projector_learning_rate": "1e-3"}, "stage0.projector_learning_rate is set, but only stage 2"),
+        ({"stage1.projector_learning_rate": "1e-3"}, "set stage2.projector_learning_rate"),
+        (
+            {"stage2.projector_learning_rate": "-1e-3"},
+            "projector_learning_rate=-0.001 is not a learning rate",
+        ),
+        ({"stage2.learning_rate": "nan"}, "learning_rate=nan is not a learning rate"),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
             {"tiny_patch_size": "5"},

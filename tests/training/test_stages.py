@@ -83,32 +83,55 @@ def test_stage1_trains_only_the_projector_and_stage2_starts_from_it(llava, tmp_p
 
 
 class GroupRates(TrainerCallback):
-    """Records after each step the lrs the optimizer gives projector (True) and LLM (False) parameters."""
+    """Records after each step each parameter's (lr, weight decay), by parameter name."""
 
     def __init__(self) -> None:
-        self.rates: list[dict[bool, set[float]]] = []
+        self.steps: list[dict[str, tuple[float, float]]] = []
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        projector = {id(p) for p in model.projector.parameters()}
-        rates: dict[bool, set[float]] = {True: set(), False: set()}
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                rates[id(parameter) in projector].add(group["lr"])
-        self.rates.append(rates)
+        names = {id(p): name for name, p in model.named_parameters()}
+        self.steps.append(
+            {
+                names[id(p)]: (group["lr"], group["weight_decay"])
+                for group in optimizer.param_groups
+                for p in group["params"]
+            }
+        )
 
 
-@pytest.mark.parametrize("projector_lr", [None, 4e-3])
-def test_stage2_gives_the_projector_its_own_lr_through_the_schedule(llava, tmp_path, projector_lr):
-    recipe = load_recipe(
-        llava.recipe(max_steps=3, save_steps=100, projector_learning_rate=projector_lr, weight_decay=0.1)
-    )
-    rates = GroupRates()
-    run_stage(recipe, 2, tmp_path / "stage2", callbacks=[rates])
-    assert len(rates.rates) == 3
-    for step in rates.rates:
-        (projector,), (llm,) = step[True], step[False]
-        assert projector == pytest.approx(llm * (1.0 if projector_lr is None else projector_lr / 1e-3))
-    assert rates.rates[-1][False] != rates.rates[0][False]  # the cosine schedule moves both
+def test_stage2_gives_the_projector_its_own_lr_through_the_schedule(llava, tmp_path):
+    runs = {}
+    for projector_lr in (None, 4e-3):
+        settings = llava.recipe(max_steps=3, save_steps=100, weight_decay=0.1)
+        settings["stage2"]["projector_learning_rate"] = projector_lr
+        recipe = load_recipe(settings)
+        runs[projector_lr] = GroupRates()
+        run_stage(recipe, 2, tmp_path / str(projector_lr), callbacks=[runs[projector_lr]])
+    plain, split = runs[None].steps, runs[4e-3].steps
+    assert len(plain) == len(split) == 3
+    assert plain[0].keys() == split[0].keys()  # the same parameters are trained
+    for before, after in zip(plain, split, strict=True):
+        for name, (lr, decay) in after.items():
+            factor = 4.0 if name.startswith("projector.") else 1.0  # conftest's stage 2 lr is 1e-3
+            assert lr == pytest.approx(before[name][0] * factor) and decay == before[name][1]
+    assert {decay for _, decay in split[0].values()} == {0.0, 0.1}  # biases and norms stay undecayed
+    assert split[0]["language_model.lm_head.weight"][0] != split[-1]["language_model.lm_head.weight"][0]
+    logged = [
+        e["learning_rate"]
+        for e in json.loads((tmp_path / "0.004" / "trainer_state.json").read_text())["log_history"]
+        if "learning_rate" in e
+    ]
+    # the Trainer logs the lr each step used, the callback sees the next one: the LLM's, not the projector's
+    llm = [step["language_model.lm_head.weight"][0] for step in split]
+    assert logged == pytest.approx([1e-3, *llm[:-1]])
+
+
+def test_stage0_data_that_is_missing_is_named_before_its_key_is_taken(tmp_path):
+    recipe = load_recipe({"stage0": {"data_path": str(tmp_path / "language.json")}})
+    with pytest.raises(
+        FileNotFoundError, match="stage0 data file .*language.json does not exist.*skip stage0"
+    ):
+        language_folder(recipe, tmp_path)
 
 
 def test_loss_goes_down(llava, tmp_path):
