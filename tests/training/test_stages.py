@@ -23,7 +23,7 @@ from training.api import absolute_tower, language_folder, train_language_model, 
 from training.model import build_model
 from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
 from training.recipe import ModelRecipe, RecipeError, load_recipe
-from training.stages import run_stage
+from training.stages import check_stage_inputs, run_stage
 
 
 class ProjectorAtStart(TrainerCallback):
@@ -126,6 +126,17 @@ def test_stage2_gives_the_projector_its_own_lr_through_the_schedule(llava, tmp_p
     assert logged == pytest.approx([1e-3, *llm[:-1]])
 
 
+def test_a_deepspeed_optimizer_beside_a_projector_lr_is_refused_before_training(llava, tmp_path):
+    config = tmp_path / "ds.json"
+    config.write_text(json.dumps({"optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}}))
+    settings = llava.recipe(deepspeed=str(config))
+    settings["stage2"]["projector_learning_rate"] = 4e-3
+    with pytest.raises(RecipeError, match="stage2.projector_learning_rate is set, but the DeepSpeed config"):
+        check_stage_inputs(load_recipe(settings), 2)
+    settings["stage2"]["projector_learning_rate"] = None
+    check_stage_inputs(load_recipe(settings), 2)
+
+
 def test_stage0_data_that_is_missing_is_named_before_its_key_is_taken(tmp_path):
     recipe = load_recipe({"stage0": {"data_path": str(tmp_path / "language.json")}})
     with pytest.raises(
@@ -212,7 +223,7 @@ DEEPSPEED_RUN = """
 import sys
 from pathlib import Path
 from training.recipe import load_recipe
-from training.stages import run_stage
+from training.stages import check_stage_inputs, run_stage
 recipe = load_recipe(sys.argv[1], {"deepspeed": "zero2"})
 run_stage(recipe, 1, Path(sys.argv[2]))
 """
