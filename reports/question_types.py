@@ -87,16 +87,20 @@ def type_shares(
             if len(split) > MAX_TYPES:
                 continue
             for question_type, scores in split.items():
-                low, high = (
-                    bootstrap_ci(scores, resamples=resamples, seed=seed)
-                    if len(scores) > 1
-                    else (np.nan, np.nan)
-                )
+                low, high = _interval(scores, resamples, seed)
                 rows.append(
                     (label, families[label], tokens, f"{column.label}: {question_type}",
                      float(scores.mean()), len(scores), low, high)
                 )  # fmt: skip
     return pd.DataFrame(rows, columns=SHARE_COLUMNS)
+
+
+def _interval(scores: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+    """The bootstrap 95% interval of the share, or NaNs where bootstrap_ci cannot make one (one question)."""
+    try:
+        return bootstrap_ci(scores, resamples=resamples, seed=seed)
+    except ScoresUnavailable:
+        return np.nan, np.nan
 
 
 def config_families(info: pd.DataFrame) -> dict[str, str]:

@@ -176,3 +176,18 @@ def test_a_benchmark_with_too_many_types_is_left_out(tmp_path: Path) -> None:
     write_results_table(records_to_frame(records), tmp_path)
     results = load_results([tmp_path])
     assert type_shares(results, score_columns(results, primary_only=True)).empty
+
+
+def test_a_type_of_one_question_gets_its_share_and_no_interval(tmp_path: Path) -> None:
+    lines = [{"doc_id": 0, "exact_match": 1.0, TYPE_FIELD: "alone"}]
+    lines += [{"doc_id": 1 + i, "exact_match": float(i % 2), TYPE_FIELD: "pair"} for i in range(2)]
+    _log(tmp_path / "g.jsonl", lines)
+    records = [_record("g", "avgpool", 2, "syn_gqa", "exact_match", 2 / 3, "g.jsonl")]
+    write_results_table(records_to_frame(records), tmp_path)
+    results = load_results([tmp_path])
+    shares = type_shares(results, score_columns(results, primary_only=True), resamples=200).set_index(
+        "benchmark"
+    )
+    alone, pair = shares.loc["Syn. GQA: alone"], shares.loc["Syn. GQA: pair"]
+    assert alone["share"] == 1.0 and alone["n"] == 1 and np.isnan(alone["low"]) and np.isnan(alone["high"])
+    assert pair["n"] == 2 and pair["low"] <= 0.5 <= pair["high"]
