@@ -54,6 +54,10 @@ def losses(stage_dir: Path) -> list[float]:
     return [entry["loss"] for entry in history if "loss" in entry]
 
 
+def total_flos(stage_dir: Path) -> float:
+    return json.loads((stage_dir / "trainer_state.json").read_text())["total_flos"]
+
+
 def base_weights() -> dict[str, torch.Tensor]:
     """The tiny model the test recipe starts from (s=4, seed 0)."""
     return build_tiny_model(tiny_config("tokenpacker", 4), seed=0).state_dict()
@@ -151,6 +155,31 @@ def test_loss_goes_down(llava, tmp_path):
     history = losses(tmp_path / "stage2")
     assert len(history) == 6
     assert sum(history[-2:]) / 2 < 0.9 * sum(history[:2]) / 2
+
+
+def test_a_padding_free_stage_logs_the_padded_stage_losses(llava, tmp_path):
+    """Packed batches (training/collator.py) train as padded ones, through the Trainer."""
+    chats = [  # one long question to three short ones, as in the tiny world's text phases
+        {
+            "conversations": [
+                {"from": "human", "value": "Is red a colour?" * (8 if i % 4 == 0 else 1)},
+                {"from": "gpt", "value": "yes"},
+            ]
+        }
+        for i in range(12)
+    ]
+    data = str(llava.write("chats.json", chats))
+    padded, packed = (
+        load_recipe(
+            llava.recipe(max_steps=3, per_device_train_batch_size=4), {"stage2.data_path": data, **extra}
+        )
+        for extra in ({}, {"stage2.padding_free": True})
+    )
+    run_stage(padded, 2, tmp_path / "padded")
+    run_stage(packed, 2, tmp_path / "packed")
+    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "padded"), rel=1e-4)
+    # the Trainer counts FLOPs by token slots: fewer of them were computed
+    assert total_flos(tmp_path / "packed") < total_flos(tmp_path / "padded")
 
 
 def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
