@@ -10,7 +10,7 @@ held-out scenes. Stages 1-2 see about 1500 word images in all, hence the default
 stays at chance here is one the models cannot answer, whatever the projector; one that holds at
 every pooling is still in the pooled tokens, though a model may learn it less well from fewer of
 them (size: the probe reads it 0.94-0.98 at every pooling, while the sweep's models answer GQA's
-size question 0.88 from the MLP's 144 tokens and 0.65-0.74 from 36, 16 or 9). The word-hd9 row reads the word from every view
+size question 0.85-0.88 from the MLP's 144 tokens and 0.65-0.85 from 36, 16 or 9 in two runs). The word-hd9 row reads the word from every view
 TokenPacker-HD (patch_num 9) cuts of the image, each pooled k x k, side by side: what the HD model's
 projector gets.
 
