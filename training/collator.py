@@ -4,7 +4,8 @@
 padding each to the longest. Rows carry position ids that restart at every
 sample and no attention mask, from which transformers builds a block-diagonal causal mask
 (masking_utils.find_packed_sequence_indices; only when the model builds no KV cache, which
-MultimodalTrainer turns off), so each sample sees only itself: the same batch, the
+MultimodalTrainer turns off), so each sample sees only itself; flash attention finds packed
+samples only in a single row, so under it the whole batch is one row: the same batch, the
 same loss and gradients, less padding computed. It pays where lengths vary (the tiny world's text
 phases: padding is about 40% of a padded batch); where they do not (stages 1-2, whose image tokens
 dominate and whose stage 2 is length-grouped) it was slower."""
@@ -20,9 +21,10 @@ from torch.nn.utils.rnn import pad_sequence
 from tokenpacker.modeling import IGNORE_INDEX
 
 Item = dict[str, torch.Tensor | None]
-# Rows this many times as wide as the batch's longest sample. On the tiny world's stage-0 text (32 samples
-# of 15-107 tokens, median 62) a padded batch computes 3424 token slots; rows one sample wide 26 x 107
-# (forward and backward 0.211 s against 0.234), two wide 10 x 214 (0.179 s); three wide gained nothing more.
+# Rows this many times as wide as the batch's longest sample. Measured on the tiny world's stage-0 text
+# (32 samples of 15-107 tokens, median 62; 2 CPU cores): a padded batch is 3424 token slots; rows one
+# sample wide 26 x 107 (forward and backward 0.211 s against 0.234), two wide 10 x 214 (0.179 s);
+# three wide gained nothing more.
 ROW_SPAN = 2
 
 
@@ -33,6 +35,9 @@ class MultimodalCollator:
 
     pad_token_id: int
     padding_free: bool = False
+    # flash attention finds packed samples only in a batch of one row (transformers'
+    # _is_packed_sequence); in several rows it would let each attend to the one before it
+    one_row: bool = False
 
     def __call__(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
         if self.padding_free:
@@ -49,7 +54,9 @@ class MultimodalCollator:
         return batch | crops_of(items)
 
     def packed(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
-        rows = pack_rows([len(item["input_ids"]) for item in items])
+        """No attention mask: transformers reads the samples' bounds off the restarting positions."""
+        lengths = [len(item["input_ids"]) for item in items]
+        rows = [list(range(len(items)))] if self.one_row else pack_rows(lengths)
         ids, labels, positions = [], [], []
         for row in rows:
             ids.append(torch.cat([items[i]["input_ids"] for i in row]))
@@ -58,7 +65,7 @@ class MultimodalCollator:
         batch = {
             "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
             "labels": pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
-            # padding at position 0 breaks the count, so every pad token is a segment of its own
+            # pads get position 0, so each is a one-token segment of its own
             "position_ids": pad_sequence(positions, batch_first=True, padding_value=0),
         }
         return batch | crops_of([items[i] for row in rows for i in row])
@@ -87,5 +94,6 @@ def first_label_ignored(labels: torch.Tensor) -> torch.Tensor:
 
 
 def crops_of(items: Sequence[Item]) -> dict[str, torch.Tensor]:
+    """`items` in the order their image placeholders take in the flattened batch."""
     crops = [item["pixel_values"] for item in items if item["pixel_values"] is not None]
     return {"pixel_values": torch.cat(crops)} if crops else {}

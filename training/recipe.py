@@ -103,7 +103,7 @@ class StageRecipe:
     lr_scheduler_type: str = "cosine"
     max_grad_norm: float = 1.0
     group_by_modality_length: bool = False
-    # pack each batch's samples into rows instead of padding them (training/collator.py; TRL's name)
+    # pack each batch's samples into rows instead of padding them (training/collator.py)
     padding_free: bool = False
     gradient_checkpointing: bool = False
     bf16: bool = False

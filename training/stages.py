@@ -21,6 +21,7 @@ from peft import PeftModel
 from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils.generic import is_flash_attention_requested
 
 from tokenpacker.checkpoints import read_state_dict
 from tokenpacker.processing import TokenPackerProcessor
@@ -98,6 +99,14 @@ def split_projector_groups(optimizer: torch.optim.Optimizer, projector: set[int]
     optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
     for group in moved:
         optimizer.add_param_group(group)
+
+
+def stage_collator(
+    model: torch.nn.Module, processor: TokenPackerProcessor, settings: StageRecipe
+) -> MultimodalCollator:
+    """Packed batches take one row under flash attention, the only layout it finds samples in."""
+    one_row = is_flash_attention_requested(model.language_model.config)
+    return MultimodalCollator(processor.tokenizer.pad_token_id, settings.padding_free, one_row)
 
 
 def deepspeed_config_path(value: str | None) -> str | None:
@@ -225,7 +234,7 @@ def run_stage(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=MultimodalCollator(processor.tokenizer.pad_token_id, settings.padding_free),
+        data_collator=stage_collator(model, processor, settings),
         processing_class=processor.tokenizer,
         callbacks=list(callbacks),
         group_by_modality_length=settings.group_by_modality_length,

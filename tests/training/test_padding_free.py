@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from transformers import TrainingArguments
@@ -11,7 +13,10 @@ from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_model, build_tiny_tokenizer, tiny_config, tiny_image_processor
 from training.collator import ROW_SPAN, MultimodalCollator, pack_rows
 from training.data import LlavaDataset
-from training.stages import MultimodalTrainer
+from training.recipe import StageRecipe
+from training.stages import MultimodalTrainer, stage_collator
+
+PAD = 3  # the tiny tokenizer's pad id
 
 
 def test_rows_take_every_sample_once_first_fit_decreasing():
@@ -80,3 +85,43 @@ def test_a_packed_batch_gives_the_padded_loss_and_gradients_through_the_trainer(
         torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-6)
     leaking = model(**MultimodalCollator(processor.tokenizer.pad_token_id, True)(items), use_cache=True).loss
     assert leaking.item() != pytest.approx(padded_loss.item(), rel=1e-5)  # what the cache would cost
+
+
+def test_under_flash_attention_the_whole_batch_is_one_row(llava):
+    """flash attention finds packed samples only in a single row (transformers' _is_packed_sequence)."""
+    processor, items = hd_batch(llava)
+    settings = StageRecipe(padding_free=True)
+    flash = SimpleNamespace(
+        language_model=SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    )
+    sdpa = build_tiny_model(processor.config)
+    assert stage_collator(sdpa, processor, settings) == MultimodalCollator(
+        processor.tokenizer.pad_token_id, True
+    )
+    collator = stage_collator(flash, processor, settings)
+    assert collator.one_row
+    batch = collator(items)
+    assert batch["input_ids"].shape == (1, sum(len(item["input_ids"]) for item in items))
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert starts == [sum(len(item["input_ids"]) for item in items[:k]) for k in range(len(items))]
+    crops = [item["pixel_values"] for item in items if item["pixel_values"] is not None]
+    assert torch.equal(batch["pixel_values"], torch.cat(crops))
+
+
+def test_a_sample_never_learns_the_first_token_of_the_next(tmp_path):
+    """Every label a target, the first included: packed, it would follow the previous sample's last
+    token; it is ignored there as the padded batch's shift ignores it."""
+    config = tiny_config("mlp2x_gelu", 1)
+    model = build_tiny_model(config).train()
+    generator = torch.Generator().manual_seed(0)
+    items = []
+    for length in (9, 4, 6):
+        ids = torch.randint(10, 200, (length,), generator=generator)
+        items.append({"input_ids": ids, "labels": ids.clone(), "pixel_values": None})
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", dataloader_pin_memory=False)
+    trainer = MultimodalTrainer(model=model, args=args)
+    padded, packed = (
+        trainer.compute_loss(model, MultimodalCollator(PAD, padding_free)(items)).item()
+        for padding_free in (False, True)
+    )
+    assert packed == pytest.approx(padded, rel=1e-5)
