@@ -5,7 +5,8 @@ padding each to the longest. Rows carry position ids that restart at every
 sample and no attention mask, from which transformers builds a block-diagonal causal mask
 (masking_utils.find_packed_sequence_indices; only when the model builds no KV cache, which
 MultimodalTrainer turns off), so each sample sees only itself; flash attention finds packed
-samples only in a single row, so under it the whole batch is one row: the same batch, the
+samples only in a single row (transformers' _is_packed_sequence; in several rows it would let
+each sample attend to the one before it), so under it the whole batch is one row: the same batch, the
 same loss and gradients, less padding computed. It pays where lengths vary (the tiny world's text
 phases: padding is about 40% of a padded batch); where they do not (stages 1-2, whose image tokens
 dominate and whose stage 2 is length-grouped) it was slower."""
@@ -35,9 +36,7 @@ class MultimodalCollator:
 
     pad_token_id: int
     padding_free: bool = False
-    # flash attention finds packed samples only in a batch of one row (transformers'
-    # _is_packed_sequence); in several rows it would let each attend to the one before it
-    one_row: bool = False
+    one_row: bool = False  # packed, the whole batch in one row: what flash attention needs (see above)
 
     def __call__(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
         if self.padding_free:
