@@ -201,8 +201,14 @@ class TokenPackerForCausalLM(TokenPackerPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        use_cache: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
+        """`use_cache` left out follows this config's, where HF Trainer writes TrainingArguments.use_cache
+        (off: training reads no KV cache, and with one transformers would not mask packed rows); the LLM
+        alone would read only its own config, which asks for a cache."""
+        if use_cache is None:
+            use_cache = getattr(self.config, "use_cache", None)  # None: the LLM's own default
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -216,6 +222,7 @@ class TokenPackerForCausalLM(TokenPackerPreTrainedModel, GenerationMixin):
             cache=cache,
             labels=labels,
             logits_to_keep=logits_to_keep,
+            use_cache=use_cache,
             **kwargs,
         )
 

@@ -4,7 +4,7 @@
 padding each to the longest. Rows carry position ids that restart at every
 sample and no attention mask, from which transformers builds a block-diagonal causal mask
 (masking_utils.find_packed_sequence_indices; only when the model builds no KV cache, which
-MultimodalTrainer turns off), so each sample sees only itself; flash attention finds packed
+HF Trainer turns off through TrainingArguments.use_cache), so each sample sees only itself; flash attention finds packed
 samples only in a single row (transformers' _is_packed_sequence; in several rows it would let
 each sample attend to the one before it), so under it the whole batch is one row: the same batch, the
 same loss and gradients, less padding computed. It pays where lengths vary (the tiny world's text

@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 from peft import PeftModel
@@ -38,8 +37,7 @@ PACKAGED_DEEPSPEED_CONFIGS = ("zero2", "zero3")
 
 
 class MultimodalTrainer(Trainer):
-    """HF Trainer plus LLaVA's group_by_modality_length sampling and its projector lr (mm_projector_lr),
-    training without a KV cache."""
+    """HF Trainer plus LLaVA's group_by_modality_length sampling and its projector lr (mm_projector_lr)."""
 
     def __init__(
         self,
@@ -58,17 +56,6 @@ class MultimodalTrainer(Trainer):
         if self.projector_learning_rate is not None:
             split_projector_groups(optimizer, projector_parameters(self.model), self.projector_learning_rate)
         return optimizer
-
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        """Without a KV cache, which training never reads: the LLM's config asks for one, and building it
-        cost 8% of a tiny stage-0 step and kept transformers from masking packed rows (padding_free)."""
-        return super().compute_loss(model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset: LlavaDataset | None = None) -> Sampler | None:
         if not self.group_by_modality_length:

@@ -62,7 +62,7 @@ def test_packed_rows_restart_positions_and_keep_crops_in_placeholder_order(llava
 
 
 def test_a_packed_batch_gives_the_padded_loss_and_gradients_through_the_trainer(llava, tmp_path):
-    """The Trainer's loss turns the LLM's KV cache off; with one, transformers would not mask the
+    """The Trainer turns the LLM's KV cache off (TrainingArguments.use_cache); with one, transformers would not mask the
     packed rows and each sample would attend to the one before it."""
     processor, items = hd_batch(llava)
     model = build_tiny_model(processor.config).train()
