@@ -19,7 +19,7 @@ from lmms_eval.utils import Collator
 from loguru import logger as eval_logger
 from PIL import Image
 from tqdm import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
 from tokenpacker.checkpoints import check_suite_checkpoint
 from tokenpacker.conversation import IMAGE_PLACEHOLDER, ConversationTemplate, get_template
@@ -82,7 +82,7 @@ class GenerationSettings:
             num_beams=int(gen_kwargs.get("num_beams", 1)),
         )
 
-    def generate_kwargs(self) -> dict:
+    def generate_kwargs(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int) -> dict:
         """Arguments for `model.generate`: greedy at temperature 0, as LLaVA evaluates."""
         sampling = self.temperature > 0
         return {
@@ -91,8 +91,23 @@ class GenerationSettings:
             "temperature": self.temperature if sampling else None,
             "top_p": self.top_p if sampling else None,
             "num_beams": self.num_beams,
-            "stop_strings": list(self.until) or None,
+            "stopping_criteria": StoppingCriteriaList(
+                [AnswerStopStrings(tokenizer, self.until, prompt_length)] if self.until else []
+            ),
         }
+
+
+class AnswerStopStrings(StoppingCriteria):
+    """transformers' stop strings, matched on the answer's tokens only. The prompt holds the image
+    placeholder, a negative id that StopStringCriteria cannot look up; under the plain template
+    (a stage-1 checkpoint) it is among the last tokens it reads."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: Sequence[str], prompt_length: int):
+        self.stop = StopStringCriteria(tokenizer, list(stop_strings))
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return self.stop(input_ids[:, self.prompt_length :], scores, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -230,8 +245,7 @@ class TokenPackerLMM(lmms):
         inputs = self.model_inputs(prompts)
         output = self.model.generate(
             **inputs,
-            **settings.generate_kwargs(),
-            tokenizer=self.tokenizer,
+            **settings.generate_kwargs(self.tokenizer, inputs["input_ids"].shape[1]),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )

@@ -21,6 +21,7 @@ from evaluation.model import (
     question_with_images,
     truncate_at_stop,
 )
+from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import save_tiny_checkpoint, tiny_config
 
 TASK, SPLIT = "colours", "test"
@@ -124,14 +125,17 @@ def test_images_come_first_unless_the_task_placed_them():
     assert question_with_images("Colour?", 0) == "Colour?"
 
 
-def test_generation_settings_follow_lmms_eval_defaults():
+def test_generation_settings_follow_lmms_eval_defaults(plain_checkpoint):
+    tokenizer = TokenPackerProcessor.from_pretrained(plain_checkpoint).tokenizer
     settings = GenerationSettings.from_task({"until": "\n", "max_new_tokens": 16, "temperature": 0}, "</s>")
     assert settings.until == ("\n",)
-    assert settings.generate_kwargs()["do_sample"] is False
-    assert settings.generate_kwargs()["stop_strings"] == ["\n"]
+    kwargs = settings.generate_kwargs(tokenizer, prompt_length=7)
+    assert kwargs["do_sample"] is False and kwargs["stopping_criteria"][0].stop.stop_strings == ("\n",)
     defaults = GenerationSettings.from_task({}, "</s>")
     assert defaults.until == ("</s>",) and defaults.max_new_tokens == 1024
-    assert GenerationSettings.from_task({"temperature": 0.7}, "</s>").generate_kwargs()["do_sample"] is True
+    sampled = GenerationSettings.from_task({"temperature": 0.7, "until": []}, "</s>")
+    assert sampled.generate_kwargs(tokenizer, 7)["do_sample"] is True
+    assert not sampled.generate_kwargs(tokenizer, 7)["stopping_criteria"]
     with pytest.raises(ValueError, match="until"):
         GenerationSettings.from_task({"until": 3}, "</s>")
     assert truncate_at_stop("red\n\nUSER: more", ["USER:", "\n\n"]) == "red"
@@ -174,6 +178,16 @@ def test_stop_strings_end_the_answer(plain_checkpoint):
     stop = next(c for c in text[1:] if c.isascii() and c.isalpha())
     stopped = lmm.generate_until([generate_request(doc_id, {"until": [stop], "max_new_tokens": 8})])[0]
     assert stopped == text.split(stop)[0] and len(stopped) < len(text)
+
+
+def test_stop_strings_work_when_the_image_ends_the_prompt(plain_checkpoint):
+    """Under the plain template (stage 1's) the image placeholder, a negative id, is among the prompt's
+    last tokens; stop strings are matched on the answer alone, so it is not looked up."""
+    lmm = load_lmm(plain_checkpoint, DOCS, conv_template="plain")
+    request = generate_request(0, {"until": ["\n\n"], "max_new_tokens": 4}, question="")
+    assert lmm.build_prompt("", [lmm.processor.preprocess_image(doc_to_visual(DOCS[0])[0])]).token_ids[-2] < 0
+    free = lmm.generate_until([generate_request(0, {"until": [], "max_new_tokens": 4}, question="")])
+    assert lmm.generate_until([request]) == [truncate_at_stop(free[0], ["\n\n"])]
 
 
 def test_prompt_uses_the_checkpoint_template(plain_checkpoint):
