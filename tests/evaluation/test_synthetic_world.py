@@ -282,7 +282,7 @@ def test_default_world_builds_in_seconds(tmp_path):
     assert time.perf_counter() - started < 60
     assert world.manifest["stage2"]["samples"] >= 1000
     assert all(100 <= world.manifest["eval"][task]["questions"] for task in EVAL_TASKS)
-    assert sum(world.manifest["eval"][task]["questions"] for task in EVAL_TASKS) == 510
+    assert sum(world.manifest["eval"][task]["questions"] for task in EVAL_TASKS) == 614
 
 
 # ---------------------------------------------------------------- bad input
