@@ -83,7 +83,8 @@ class GenerationSettings:
         )
 
     def generate_kwargs(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int) -> dict:
-        """Arguments for `model.generate`: greedy at temperature 0, as LLaVA evaluates."""
+        """Arguments for `model.generate`: greedy at temperature 0, as LLaVA evaluates.
+        `prompt_length`: the padded prompt width, where every row's answer starts."""
         sampling = self.temperature > 0
         return {
             "max_new_tokens": self.max_new_tokens,
@@ -98,9 +99,10 @@ class GenerationSettings:
 
 
 class AnswerStopStrings(StoppingCriteria):
-    """transformers' stop strings, matched on the answer's tokens only. The prompt holds the image
-    placeholder, a negative id that StopStringCriteria cannot look up; under the plain template
-    (a stage-1 checkpoint) it is among the last tokens it reads."""
+    """transformers' stop strings, matched on the answer's tokens only. Rows are left-padded to
+    `prompt_length`, so every answer starts at that column. The prompt holds the image placeholder,
+    a negative id that StopStringCriteria cannot look up; under the plain template (a stage-1
+    checkpoint) the placeholder is among the last prompt tokens, inside the window it reads."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: Sequence[str], prompt_length: int):
         self.stop = StopStringCriteria(tokenizer, list(stop_strings))
@@ -243,13 +245,14 @@ class TokenPackerLMM(lmms):
     @torch.inference_mode()
     def generate_texts(self, prompts: Sequence[Prompt], settings: GenerationSettings) -> list[str]:
         inputs = self.model_inputs(prompts)
+        prompt_length = inputs["input_ids"].shape[1]
         output = self.model.generate(
             **inputs,
-            **settings.generate_kwargs(self.tokenizer, inputs["input_ids"].shape[1]),
+            **settings.generate_kwargs(self.tokenizer, prompt_length),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        new_tokens = output[:, prompt_length:]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         # The template puts a space after "ASSISTANT:"; LLaVA strips the answer the same way.
         return [truncate_at_stop(text, settings.until).strip() for text in texts]

@@ -125,6 +125,22 @@ class StageRecipe:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise RecipeError(f"{name}={value!r} is not a learning rate; give a finite number >= 0")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise RecipeError(
+                f"max_steps={self.max_steps!r} is not a step count; give a number >= 1, or -1 to train num_train_epochs"
+            )
+        if not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise RecipeError(f"num_train_epochs={self.num_train_epochs!r} must be a finite number > 0")
+        for name in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "save_steps",
+            "logging_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 1")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise RecipeError(f"warmup_ratio={self.warmup_ratio!r} must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -242,7 +258,12 @@ def build_section(cls: type, values: Mapping[str, object], where: str) -> object
         raise RecipeError(
             f"unknown key(s) {', '.join(unknown)} in recipe section {where!r}; allowed: {', '.join(types_by_name)}"
         )
-    return cls(**{k: coerce(f"{where}.{k}", v, types_by_name[k]) for k, v in values.items()})
+    typed = {k: coerce(f"{where}.{k}", v, types_by_name[k]) for k, v in values.items()}
+    try:
+        return cls(**typed)
+    except RecipeError as error:
+        message = str(error)
+        raise RecipeError(message if message.startswith(f"{where}:") else f"{where}: {message}") from None
 
 
 def read_recipe_file(path: str | Path) -> dict:

@@ -83,9 +83,10 @@ PRESETS: dict[str, Preset] = {
         stage2_text_samples=1000,
         max_turns=3,
         # 614 prompts per model: enough for 95% intervals of about +-0.1 per task, small enough that
-        # the eight cells of the tiny sweep evaluate in minutes on 2 CPU cores. MMBench gets 52
-        # questions (208 prompts): a question counts only when all four rotations are right, so a model
-        # right in a tenth of them needs that many for its interval to clear chance (0.39).
+        # the eight cells of the tiny sweep evaluate in minutes on 2 CPU cores. MMBench: 26 per kind,
+        # two kinds, 52 questions (208 prompts). A question counts only when all four rotations are
+        # right, so a model right in a tenth of them needs that many for its interval to clear chance
+        # ((1/4)^4 = 0.39%): about four questions right lift a bootstrap lower bound above 0.
         eval_items={"syn_mme": 17, "syn_textvqa": 100, "syn_gqa": 34, "syn_mmbench": 26, "syn_pope": 17},
     ),
     "smoke": Preset(

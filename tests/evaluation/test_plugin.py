@@ -13,6 +13,7 @@ from PIL import Image
 
 from evaluation.lmms_plugin import MODEL_NAME, manifest
 from evaluation.model import (
+    AnswerStopStrings,
     GenerationSettings,
     TokenPackerLMM,
     check_suite_checkpoint,
@@ -130,7 +131,8 @@ def test_generation_settings_follow_lmms_eval_defaults(plain_checkpoint):
     settings = GenerationSettings.from_task({"until": "\n", "max_new_tokens": 16, "temperature": 0}, "</s>")
     assert settings.until == ("\n",)
     kwargs = settings.generate_kwargs(tokenizer, prompt_length=7)
-    assert kwargs["do_sample"] is False and kwargs["stopping_criteria"][0].stop.stop_strings == ("\n",)
+    assert kwargs["do_sample"] is False
+    assert [type(c) for c in kwargs["stopping_criteria"]] == [AnswerStopStrings]
     defaults = GenerationSettings.from_task({}, "</s>")
     assert defaults.until == ("</s>",) and defaults.max_new_tokens == 1024
     sampled = GenerationSettings.from_task({"temperature": 0.7, "until": []}, "</s>")
@@ -188,6 +190,23 @@ def test_stop_strings_work_when_the_image_ends_the_prompt(plain_checkpoint):
     assert lmm.build_prompt("", [lmm.processor.preprocess_image(doc_to_visual(DOCS[0])[0])]).token_ids[-2] < 0
     free = lmm.generate_until([generate_request(0, {"until": [], "max_new_tokens": 4}, question="")])
     assert lmm.generate_until([request]) == [truncate_at_stop(free[0], ["\n\n"])]
+
+
+def test_answer_stop_strings_judge_each_row_by_its_answer_alone(plain_checkpoint):
+    """Rows left-padded to one prompt width: a row stops once its own answer ends in the stop string,
+    and the prompt's negative placeholder ids are never read."""
+    tokenizer = TokenPackerProcessor.from_pretrained(plain_checkpoint).tokenizer
+    stop = tokenizer.encode("red", add_special_tokens=False)
+    other = tokenizer.encode("blue", add_special_tokens=False)[:1]  # one token: the window reaches the prompt
+    pad, placeholder = tokenizer.pad_token_id, -200
+    prompt_length = 2 + len(stop)
+    # row 0's prompt ends in "red"; row 1's in the placeholder, as a plain-template prompt does
+    prompt = [[pad, placeholder, *stop], [pad] * (prompt_length - 1) + [placeholder]]
+    criteria = AnswerStopStrings(tokenizer, ["red"], prompt_length)
+    first = torch.tensor([row + other for row in prompt])
+    assert criteria(first, None).tolist() == [False, False]
+    second = torch.tensor([prompt[0] + other + stop, prompt[1] + other + [other[0]] * len(stop)])
+    assert criteria(second, None).tolist() == [True, False]
 
 
 def test_prompt_uses_the_checkpoint_template(plain_checkpoint):

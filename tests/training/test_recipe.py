@@ -132,6 +132,12 @@ def test_bare_override_keys_are_unambiguous():
             "projector_learning_rate=-0.001 is not a learning rate",
         ),
         ({"stage2.learning_rate": "nan"}, "learning_rate=nan is not a learning rate"),
+        ({"stage1.max_steps": "-5"}, "max_steps=-5 is not a step count; give a number >= 1, or -1"),
+        ({"stage1.max_steps": "0"}, "max_steps=0 is not a step count"),
+        ({"stage2.num_train_epochs": "0"}, "num_train_epochs=0.0 must be a finite number > 0"),
+        ({"stage2.per_device_train_batch_size": "0"}, "per_device_train_batch_size=0 must be >= 1"),
+        ({"stage0.save_steps": "0"}, "save_steps=0 must be >= 1"),
+        ({"stage2.warmup_ratio": "1.5"}, r"warmup_ratio=1.5 must lie in \[0, 1\]"),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
             {"tiny_patch_size": "5"},
