@@ -263,7 +263,7 @@ def build_section(cls: type, values: Mapping[str, object], where: str) -> object
         return cls(**typed)
     except RecipeError as error:
         message = str(error)
-        raise RecipeError(message if message.startswith(f"{where}:") else f"{where}: {message}") from None
+        raise RecipeError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def read_recipe_file(path: str | Path) -> dict:
