@@ -139,8 +139,10 @@ class StageRecipe:
         ):
             if getattr(self, name) < 1:
                 raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 1")
-        if not 0 <= self.warmup_ratio <= 1:
-            raise RecipeError(f"warmup_ratio={self.warmup_ratio!r} must lie in [0, 1]")
+        if not 0 <= self.warmup_ratio < 1:  # HF reads a warm-up of 1 or more as a step count
+            raise RecipeError(
+                f"warmup_ratio={self.warmup_ratio!r} must lie in [0, 1): a share of the stage's steps"
+            )
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,11 @@ def test_bare_override_keys_are_unambiguous():
         ({"stage2.num_train_epochs": "0"}, "num_train_epochs=0.0 must be a finite number > 0"),
         ({"stage2.per_device_train_batch_size": "0"}, "per_device_train_batch_size=0 must be >= 1"),
         ({"stage0.save_steps": "0"}, "save_steps=0 must be >= 1"),
-        ({"stage2.warmup_ratio": "1.5"}, r"warmup_ratio=1.5 must lie in \[0, 1\]"),
+        ({"stage2.warmup_ratio": "1.5"}, r"warmup_ratio=1.5 must lie in \[0, 1\)"),
+        (
+            {"stage2.warmup_ratio": "1"},
+            r"warmup_ratio=1.0 must lie in \[0, 1\): a share of the stage's steps",
+        ),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
             {"tiny_patch_size": "5"},
