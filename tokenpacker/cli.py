@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluation.synthetic.tower",
         "pretrain the tiny CLIP tower on synthetic scenes, as the shipped one was",
     ),
+    "synth-llm": (
+        "evaluation.sweep.language",
+        "train the tiny sweep's shared LLM in words (stage 0 and its anneal), as the shipped one was",
+    ),
     "train": (
         "training.command",
         "two-stage training (alignment pretraining, instruction tuning) from a recipe",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec, recipe_path
-from evaluation.synthetic.world import SHIPPED_TOWER
+from evaluation.synthetic.world import SHIPPED_LANGUAGE_MODEL, SHIPPED_TOWER
 
 
 @dataclass(frozen=True)
@@ -138,19 +138,39 @@ def shared_language_recipe(cell: CellConfig, world: WorldPaths) -> Any:
     return recipe if has_language_stage(recipe) else None
 
 
+def language_key(recipe: Any, world: WorldPaths) -> str:
+    """`stage0-<key>[/anneal-<key>]`: what the shared LLM of `recipe` depends on, settings and corpora."""
+    from training.api import language_model_path
+
+    root = language_root(world)
+    return language_model_path(recipe, root).parent.relative_to(root).as_posix()
+
+
+def ready_language_model(
+    recipe: Any, world: WorldPaths, shipped: Path = SHIPPED_LANGUAGE_MODEL
+) -> Path | None:
+    """The shared LLM a cell of `recipe` can start from without training: the sweep's own, trained
+    before, else the one the suite ships when it was trained for the same key; None otherwise."""
+    from evaluation.sweep.language import shipped_key
+    from training.api import language_model_path
+
+    final = language_model_path(recipe, language_root(world))
+    if final.is_dir():
+        return final
+    return shipped if shipped_key(shipped) == language_key(recipe, world) else None
+
+
 def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
-    from training.api import language_model_path, train_language_model
+    from training.api import train_language_model
 
     recipe = shared_language_recipe(cell, world)
     if recipe is None:
         return None, 0.0
-    final = language_model_path(recipe, language_root(world))
-    key = final.parent.relative_to(language_root(world)).as_posix()  # stage0-<key>[/anneal-<key>]
-    if final.is_dir():
-        return key, 0.0
+    if ready_language_model(recipe, world) is not None:
+        return language_key(recipe, world), 0.0
     start = time.perf_counter()
     train_language_model(recipe, language_root(world))
-    return key, time.perf_counter() - start
+    return language_key(recipe, world), time.perf_counter() - start
 
 
 def check_cell(cell: CellConfig) -> None:
@@ -192,8 +212,9 @@ def train(cell: CellConfig, world: WorldPaths | None, folder: Path, gpus: int) -
     if world is not None and (shared := shared_language_recipe(cell, world)) is not None:
         from training.api import train_language_model
 
-        # the sweep's shared stage-0 LLM, trained by the runner before the cells (so found here)
-        overrides["model.language_model"] = str(train_language_model(shared, language_root(world)))
+        # the sweep's shared stage-0 LLM: shipped, or trained by the runner before the cells (so found here)
+        ready = ready_language_model(shared, world)
+        overrides["model.language_model"] = str(ready or train_language_model(shared, language_root(world)))
     if gpus > 1:
         arguments = [f"--{key}={'null' if value is None else value}" for key, value in overrides.items()]
         command = [

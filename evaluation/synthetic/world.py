@@ -61,6 +61,9 @@ ANNEAL_OPTION_REPEATS = 6
 # The tiny CLIP tower pretrained on this generator's scenes (`tokenpacker synth-tower`; see tower.py),
 # which a sweep's cells on a synthetic world see through, as LLaVA sees through a pretrained CLIP.
 SHIPPED_TOWER = Path(__file__).parent / "tiny_tower"
+# The tiny LLM trained in words on the default world (stage 0 and its anneal; `tokenpacker synth-llm`,
+# see evaluation/sweep/language.py), which the default sweep's cells start from, as LLaVA from Vicuna.
+SHIPPED_LANGUAGE_MODEL = Path(__file__).parent / "tiny_llm"
 
 
 @dataclass(frozen=True)
