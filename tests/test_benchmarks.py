@@ -4,6 +4,7 @@ one row per question kind, with its chance and majority levels."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from evaluation.sweep.spec import WorldSpec
+from evaluation.sweep.stages import build_world
 from evaluation.synthetic.questions import KINDS, draw_scene
 from evaluation.synthetic.scene import render_scene
 from evaluation.synthetic.world import SHIPPED_TOWER
 from tokenpacker.processing import TokenPackerProcessor
-from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
+from tokenpacker.tiny import build_tiny_tokenizer, save_tiny_checkpoint, tiny_config, tiny_image_processor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,3 +106,32 @@ def test_tower_probe_refuses_a_tower_that_is_not_one_in_one_line(tmp_path):
     assert last.startswith(
         f"bench_tower_probe.py: error: --towers: model.vision_tower {tmp_path} is not a CLIP"
     )
+
+
+def test_mmbench_letters_benchmark_measures_each_finished_cell(tmp_path):
+    world = build_world(tmp_path / "sweep" / "world", WorldSpec("smoke", 0))
+    (tmp_path / "sweep" / "world" / "state.json").write_text(json.dumps({"paths": world.to_dict()}))
+    for cell, config in (
+        ("mlp", tiny_config("mlp2x_gelu", 1, patch_size=4)),
+        ("hd", tiny_config("tokenpacker", 4, patch_num=9, patch_size=4)),
+    ):
+        save_tiny_checkpoint(tmp_path / "sweep" / "cells" / cell / "train" / "stage2" / "final", config)
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_mmbench_letters.py"), str(tmp_path / "sweep")]
+    done = subprocess.run([*command, "--limit", "3"], capture_output=True, text=True, timeout=300, check=True)
+    lines = done.stdout.splitlines()
+    header = next(
+        i for i, line in enumerate(lines) if line.startswith("teacher-forced letters over 3 rotations")
+    )
+    shares = {
+        line.split()[0]: dict(item.rsplit(" ", 1) for item in line.split(maxsplit=1)[1].split("  "))
+        for line in lines[header + 1 :]
+    }
+    assert set(shares) == {"hd", "mlp"}
+    assert set(shares["mlp"]) == {"own", "forced: copied", "forced: looked up", "pooled to 36", "pooled to 9"}
+    assert set(shares["hd"]) == {"own", "forced: copied", "forced: looked up"}  # several views: not pooled
+    assert all(
+        round(float(share) * 3, 1) in (0, 1, 2, 3) for s in shares.values() for share in s.values()
+    )  # of 3
+
+    done = subprocess.run([*command[:-1], str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and done.stderr.strip().endswith("give a sweep folder that has one")
