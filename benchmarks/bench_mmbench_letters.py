@@ -35,9 +35,10 @@ from evaluation.model import question_with_images
 from evaluation.sweep.runner import WORLD_FOLDER
 from evaluation.sweep.stages import WorldPaths
 from evaluation.synthetic.formats import OPTION_LETTERS, prompt
-from tokenpacker.conversation import IMAGE_PLACEHOLDER, get_template
+from evaluation.synthetic.world import EVAL_QUESTIONS_FILE
+from tokenpacker.conversation import get_template
 from tokenpacker.modeling import TokenPackerForCausalLM, default_attn_implementation
-from tokenpacker.processing import TokenPackerProcessor
+from tokenpacker.processing import TokenPackerProcessor, last_token_id
 
 POOLED = (36, 9)
 FORCED_SEED = 1
@@ -49,9 +50,10 @@ def mmbench_rows(sweep: Path) -> tuple[Path, list[dict]]:
         raise SystemExit(
             f"{sweep} holds no synthetic world ({state} is missing); give a sweep folder that has one"
         )
-    folder = WorldPaths.from_dict(sweep / WORLD_FOLDER, json.loads(state.read_text())["paths"]).eval_root
-    folder = Path(folder) / "syn_mmbench"
-    return folder, [json.loads(line) for line in (folder / "test.jsonl").open()]
+    world = WorldPaths.from_dict(sweep / WORLD_FOLDER, json.loads(state.read_text())["paths"])
+    folder = Path(world.eval_root) / "syn_mmbench"
+    lines = (folder / EVAL_QUESTIONS_FILE).read_text(encoding="utf-8").splitlines()
+    return folder, [json.loads(line) for line in lines]
 
 
 def pooled(tokens: torch.Tensor, count: int) -> torch.Tensor:
@@ -70,31 +72,29 @@ class Cell:
             checkpoint, dtype=torch.float32, attn_implementation=default_attn_implementation("cpu")
         ).eval()
         self.template = get_template(self.model.config.conversation_template)
-        tokenizer = self.processor.tokenizer
-        self.letters = [tokenizer.encode(letter, add_special_tokens=False)[-1] for letter in OPTION_LETTERS]
+        self.letters = [last_token_id(self.processor.tokenizer, letter) for letter in OPTION_LETTERS]
 
     @torch.inference_mode()
-    def visual_tokens(self, image: Image.Image) -> tuple[list[int], torch.Tensor]:
-        """The ids an image takes in the prompt and their embeddings (HD's separators included)."""
-        preprocessed = self.processor.preprocess_image(image)
-        ids = torch.tensor([preprocessed.token_ids])
-        return preprocessed.token_ids, self.model.embed_multimodal(ids, preprocessed.crops)[0]
-
-    @torch.inference_mode()
-    def letter(self, row: dict, reply: str, visual: torch.Tensor) -> int:
-        """The index (0-3) of the most likely letter after `reply (`."""
+    def embeddings(self, row: dict, reply: str, image: Image.Image) -> tuple[torch.Tensor, slice | None]:
+        """Input embeddings of evaluation's prompt followed by `reply (`, and where its visual tokens
+        are when they are one block (a single view; HD's views are separated, so None)."""
         text = self.template.prompt(question_with_images(prompt("syn_mmbench", row), 1)) + f" {reply} ("
-        before, after = text.split(IMAGE_PLACEHOLDER)
-        tokenizer, embed = self.processor.tokenizer, self.model.get_input_embeddings()
-        pieces = [
-            embed(torch.tensor(tokenizer.encode(before, add_special_tokens=True))),
-            visual,
-            embed(torch.tensor(tokenizer.encode(after, add_special_tokens=False))),
-        ]
-        output = self.model.language_model(
-            inputs_embeds=torch.cat(pieces)[None], use_cache=False, logits_to_keep=1
-        )
+        preprocessed = self.processor.preprocess_image(image)
+        ids = torch.tensor([self.processor.tokenize(text, [preprocessed])])
+        visual = (ids[0] == self.model.config.image_token_id).nonzero().flatten()
+        block = slice(int(visual[0]), int(visual[-1]) + 1)
+        whole = block.stop - block.start == len(visual)
+        return self.model.embed_multimodal(ids, preprocessed.crops)[0], block if whole else None
+
+    @torch.inference_mode()
+    def letter(self, embeddings: torch.Tensor) -> int:
+        """The index (0-3) of the most likely letter to come next."""
+        output = self.model.language_model(inputs_embeds=embeddings[None], use_cache=False, logits_to_keep=1)
         return int(output.logits[0, -1, self.letters].argmax())
+
+
+def with_pooled_image(embeddings: torch.Tensor, block: slice, count: int) -> torch.Tensor:
+    return torch.cat([embeddings[: block.start], pooled(embeddings[block], count), embeddings[block.stop :]])
 
 
 def measure(cell: Cell, folder: Path, rows: list[dict]) -> dict[str, float]:
@@ -102,20 +102,20 @@ def measure(cell: Cell, folder: Path, rows: list[dict]) -> dict[str, float]:
     counts: dict[str, int] = {}
     for row in rows:
         right = OPTION_LETTERS.index(row["answer"])
-        ids, visual = cell.visual_tokens(Image.open(folder / row["image"]).convert("RGB"))
         forced = forced_rng.choice([i for i in range(len(OPTION_LETTERS)) if i != right])
-        forced_letter = cell.letter(row, row[OPTION_LETTERS[forced]], visual)
+        with Image.open(folder / row["image"]) as opened:
+            image = opened.convert("RGB")
+        embeddings, block = cell.embeddings(row, row[row["answer"]], image)
+        forced_letter = cell.letter(cell.embeddings(row, row[OPTION_LETTERS[forced]], image)[0])
         hits = {
-            "own": cell.letter(row, row[row["answer"]], visual) == right,
+            "own": cell.letter(embeddings) == right,
             "forced: copied": forced_letter == forced,
             "forced: looked up": forced_letter == right,
         }
-        square = math.isqrt(len(ids)) ** 2 == len(ids) and set(ids) == {cell.model.config.image_token_id}
+        size = 0 if block is None else block.stop - block.start
         for count in POOLED:
-            if square and len(ids) > count:
-                hits[f"pooled to {count}"] = (
-                    cell.letter(row, row[row["answer"]], pooled(visual, count)) == right
-                )
+            if math.isqrt(size) ** 2 == size and size > count:
+                hits[f"pooled to {count}"] = cell.letter(with_pooled_image(embeddings, block, count)) == right
         for name, hit in hits.items():
             counts[name] = counts.get(name, 0) + int(hit)
     return {name: hits / len(rows) for name, hits in counts.items()}

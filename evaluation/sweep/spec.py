@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from evaluation.sweep.language import recorded_weights
 from evaluation.synthetic.world import SHIPPED_TOWER, check_preset, tower_digest, world_key
 from evaluation.tasks import scoring_digest
 from tokenpacker.hd import check_patch_num
@@ -173,6 +174,7 @@ class CellConfig:
             inputs["recipe_file"] = settings
         if self.world is not None:
             inputs["world_key"] = world_key(self.world.preset, self.world.seed)
+            inputs["shipped_language_model"] = recorded_weights()  # which the cell may start from
         if (tower := self.vision_tower()) is not None:  # its weights, not its name
             inputs["vision_tower_digest"] = tower_digest(tower)
         return fingerprint(inputs)

@@ -150,14 +150,12 @@ def ready_language_model(
     recipe: Any, world: WorldPaths, shipped: Path = SHIPPED_LANGUAGE_MODEL
 ) -> Path | None:
     """The shared LLM a cell of `recipe` can start from without training: the sweep's own, trained
-    before, else the one the suite ships when it was trained for the same key; None otherwise."""
-    from evaluation.sweep.language import shipped_key
+    before, else the one the suite ships when it was trained for the same key and model; None otherwise."""
+    from evaluation.sweep.language import shipped_model_for
     from training.api import language_model_path
 
     final = language_model_path(recipe, language_root(world))
-    if final.is_dir():
-        return final
-    return shipped if shipped_key(shipped) == language_key(recipe, world) else None
+    return final if final.is_dir() else shipped_model_for(language_key(recipe, world), shipped)
 
 
 def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:

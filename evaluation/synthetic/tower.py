@@ -39,7 +39,7 @@ from transformers import CLIPVisionModel
 from evaluation.synthetic.questions import KINDS, draw_scene
 from evaluation.synthetic.scene import Scene, render_scene
 from evaluation.synthetic.vocabulary import COLOR_NAMES, SHAPES, SIZES, WORDS
-from evaluation.synthetic.world import GENERATOR_MODULES, SHIPPED_TOWER
+from evaluation.synthetic.world import GENERATOR_MODULES, SETTINGS_FILE, SHIPPED_TOWER, weights_digest
 from tokenpacker.processing import expand_to_square
 from tokenpacker.tiny import CLIP_MEAN, CLIP_STD, TINY_IMAGE_SIZE, build_tiny_model, tiny_config
 
@@ -48,7 +48,6 @@ HELD_OUT = 1  # sub-stream of the held-out scenes the result is scored on
 TAGS = COLOR_NAMES + SHAPES + SIZES  # what the tag head names of each shape
 NO_WORD = len(WORDS)  # the word head's class for a scene without a word
 TOWER_PATCH_SIZE = 4  # the tiny recipe's model.tiny_patch_size; a tower fits only models of its own
-SETTINGS_FILE = "pretraining.json"
 MIN_STEPS = 3  # a warm-up of two steps, then the decay
 CHECKPOINT_EVERY = 200  # steps between the saved states a stopped run resumes from
 
@@ -265,11 +264,6 @@ def check_out(out: Path) -> None:
         raise FileExistsError(
             f"--out {out} exists and is not a tower written by tokenpacker synth-tower; give a new folder"
         )
-
-
-def weights_digest(folder: Path) -> str:
-    """sha256 of a tower's weights file, recorded beside them so a swapped file shows."""
-    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
 def write_tower(tower: CLIPVisionModel, result: dict, out: Path) -> dict:

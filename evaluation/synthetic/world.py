@@ -64,6 +64,9 @@ SHIPPED_TOWER = Path(__file__).parent / "tiny_tower"
 # The tiny LLM trained in words on the default world (stage 0 and its anneal; `tokenpacker synth-llm`,
 # see evaluation/sweep/language.py), which the default sweep's cells start from, as LLaVA from Vicuna.
 SHIPPED_LANGUAGE_MODEL = Path(__file__).parent / "tiny_llm"
+SETTINGS_FILE = (
+    "pretraining.json"  # beside a shipped tower or LLM: how it was trained, and its weights' digest
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,11 @@ def world_key(preset: str, seed: int) -> str:
     for module in GENERATOR_MODULES:
         digest.update((package / module).read_bytes())
     return f"{preset}-seed{seed}-{digest.hexdigest()[:12]}"
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 of a shipped tower's or LLM's weights file, recorded beside them so a swapped file shows."""
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
 def tower_digest(folder: Path = SHIPPED_TOWER) -> str | None:

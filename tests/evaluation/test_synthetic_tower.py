@@ -20,10 +20,9 @@ from evaluation.synthetic.tower import (
     pretrain_tower,
     scene_targets,
     tower_image,
-    weights_digest,
 )
 from evaluation.synthetic.vocabulary import WORDS
-from evaluation.synthetic.world import SHIPPED_TOWER
+from evaluation.synthetic.world import SHIPPED_TOWER, weights_digest
 from tokenpacker.cli import main
 from tokenpacker.processing import TokenPackerProcessor
 from tokenpacker.tiny import build_tiny_tokenizer, tiny_config, tiny_image_processor
