@@ -154,8 +154,9 @@ def ready_language_model(
     from evaluation.sweep.language import shipped_model_for
     from training.api import language_model_path
 
-    final = language_model_path(recipe, language_root(world))
-    return final if final.is_dir() else shipped_model_for(language_key(recipe, world), shipped)
+    root = language_root(world)
+    final = language_model_path(recipe, root)  # hashes the corpora: once
+    return final if final.is_dir() else shipped_model_for(final.parent.relative_to(root).as_posix(), shipped)
 
 
 def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:
@@ -164,11 +165,12 @@ def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, 
     recipe = shared_language_recipe(cell, world)
     if recipe is None:
         return None, 0.0
+    key = language_key(recipe, world)
     if ready_language_model(recipe, world) is not None:
-        return language_key(recipe, world), 0.0
+        return key, 0.0
     start = time.perf_counter()
     train_language_model(recipe, language_root(world))
-    return language_key(recipe, world), time.perf_counter() - start
+    return key, time.perf_counter() - start
 
 
 def check_cell(cell: CellConfig) -> None:

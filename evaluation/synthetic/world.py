@@ -64,9 +64,8 @@ SHIPPED_TOWER = Path(__file__).parent / "tiny_tower"
 # The tiny LLM trained in words on the default world (stage 0 and its anneal; `tokenpacker synth-llm`,
 # see evaluation/sweep/language.py), which the default sweep's cells start from, as LLaVA from Vicuna.
 SHIPPED_LANGUAGE_MODEL = Path(__file__).parent / "tiny_llm"
-SETTINGS_FILE = (
-    "pretraining.json"  # beside a shipped tower or LLM: how it was trained, and its weights' digest
-)
+# Beside a shipped tower or LLM: how it was trained, and its weights' digest.
+SETTINGS_FILE = "pretraining.json"
 
 
 @dataclass(frozen=True)
