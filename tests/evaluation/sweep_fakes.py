@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from evaluation.records import read_results_table
+from evaluation.records import atomic_write, read_results_table
 from evaluation.sweep.runner import run_sweep
 from evaluation.sweep.spec import CellConfig, ReportOptions, WorldSpec, load_spec
 from evaluation.sweep.stages import Stages, WorldPaths
@@ -40,13 +40,14 @@ def fake_score(cell: CellConfig, task: str) -> float:
 
 
 def build_world(log: Path, root: Path, spec: WorldSpec) -> WorldPaths:
-    """Like the real one: a subfolder per (preset, seed), reused when already there."""
+    """Like the real one: a subfolder per (preset, seed), reused when already there, its files whole
+    whenever the process is killed (the real world is staged and renamed into place)."""
     log_call(log, "world", spec.preset)
     world = root / f"{spec.preset}-seed{spec.seed}"
     for folder in ("images", "eval"):
         (world / folder).mkdir(parents=True, exist_ok=True)
     for name in ("stage1.json", "stage2.json", "language.json", "language_anneal.json"):
-        (world / name).write_text("[]", encoding="utf-8")
+        atomic_write(world / name, lambda temp: temp.write_text("[]", encoding="utf-8"))
     return WorldPaths(
         root,
         world / "stage1.json",
@@ -90,7 +91,7 @@ def train(
         time.sleep(0.05)
     time.sleep(sleep_s)
     checkpoint = folder / "final"
-    checkpoint.mkdir()
+    checkpoint.mkdir(exist_ok=True)  # a killed training resumes in its own folder, as the real one does
     config = {
         "projector_type": cell.projector,
         "scale_factor": cell.scale_factor,

@@ -276,12 +276,22 @@ def finished_cells(out: Path) -> set[str]:
 
 
 def all_json_parses(out: Path) -> None:
-    """Every JSON file a sweep reads parses. Hidden folders are left out: a world or report is written
-    into a hidden staging folder and renamed into place, and a SIGKILL mid-write leaves that folder
-    behind, half written and never read (the next run stages afresh)."""
+    """Every JSON file a sweep reads parses. Two kinds are never read, so a SIGKILL may leave them half
+    written: what is in a hidden staging folder (a world or report is staged there and renamed into
+    place; the next run stages afresh), and the output of a cell stage its state does not record as
+    finished (lmms-eval writes its files in place; the next run redoes the stage)."""
     for path in out.rglob("*.json"):
-        if not any(part.startswith(".") for part in path.relative_to(out).parts[:-1]):
+        parts = path.relative_to(out).parts
+        if not any(part.startswith(".") for part in parts[:-1]) and not unfinished_stage_output(out, parts):
             json.loads(path.read_text())
+
+
+def unfinished_stage_output(out: Path, parts: tuple[str, ...]) -> bool:
+    """OUT/cells/CELL/STAGE/... where CELL's state does not list STAGE as done."""
+    if len(parts) < 4 or parts[0] != CELLS_FOLDER:
+        return False
+    state = read_cell_state(out / CELLS_FOLDER / parts[1])
+    return state is None or parts[2] not in state.stages
 
 
 def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tmp_path, fakes):
