@@ -149,10 +149,10 @@ def answer(task: str, row: dict) -> str:
     (every scorer here ignores case), so the tiny model learns one spelling.
 
     MMBench replies name the option, then its letter: "yellow (B)", which lmms-eval's answer
-    extraction reads as B, so a wrong letter is still wrong. Having named the option, the tiny LLM
-    only has to copy the letter before it; the bare letter needs the whole look-up at once. Measured
-    on multiple-choice text alone (batches of 32, lr 1e-3): bare letters 0.25-0.30 of held-out
-    questions after 600 steps, this reply 0.71 after 600 and 0.94 after 700."""
+    extraction reads as B, so a wrong letter is still wrong. Measured on multiple-choice text alone
+    (batches of 32, lr 1e-3): bare letters 0.25-0.30 of held-out questions after 600 steps, this reply
+    0.71 after 600 and 0.94 after 700. With images, the models do not copy the letter of the option
+    they have named but look it up again (benchmarks/bench_mmbench_letters.py)."""
     if task == "syn_textvqa":
         reply = Counter(row["answers"]).most_common(1)[0][0]
     elif task == "syn_mmbench":
