@@ -39,6 +39,7 @@ from evaluation.synthetic.world import EVAL_QUESTIONS_FILE
 from tokenpacker.conversation import get_template
 from tokenpacker.modeling import TokenPackerForCausalLM, default_attn_implementation
 from tokenpacker.processing import TokenPackerProcessor, last_token_id
+from tokenpacker.projectors.base import from_grid, to_grid
 
 POOLED = (36, 9)
 FORCED_SEED = 1
@@ -58,9 +59,8 @@ def mmbench_rows(sweep: Path) -> tuple[Path, list[dict]]:
 
 def pooled(tokens: torch.Tensor, count: int) -> torch.Tensor:
     """A square grid of visual tokens (T, H) average-pooled to `count` tokens, as avgpool would."""
-    side, target = math.isqrt(tokens.shape[0]), math.isqrt(count)
-    grid = tokens.T.reshape(1, tokens.shape[1], side, side)
-    return F.adaptive_avg_pool2d(grid, target).reshape(tokens.shape[1], count).T
+    grid = to_grid(tokens[None], math.isqrt(tokens.shape[0]))
+    return from_grid(F.adaptive_avg_pool2d(grid, math.isqrt(count)))[0]
 
 
 class Cell:

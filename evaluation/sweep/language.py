@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.sweep.state import now_iso
-from evaluation.synthetic.world import SETTINGS_FILE, SHIPPED_LANGUAGE_MODEL, weights_digest
+from evaluation.synthetic.world import SETTINGS_FILE, SHIPPED_LANGUAGE_MODEL, WEIGHTS_FILE, weights_digest
 
 RECORD_FIELDS = ("key", "model", "weights_sha256")
 
@@ -75,9 +75,9 @@ def shipped_model_for(key: str, folder: Path = SHIPPED_LANGUAGE_MODEL) -> Path |
     record = read_record(folder)
     if record is None or record["key"] != key or record["model"] != model_digest():
         return None
-    if not (folder / "model.safetensors").is_file() or weights_digest(folder) != record["weights_sha256"]:
+    if not (folder / WEIGHTS_FILE).is_file() or weights_digest(folder) != record["weights_sha256"]:
         raise ShippedModelError(
-            f"{folder / 'model.safetensors'} is missing or not the file {folder / SETTINGS_FILE} records; "
+            f"{folder / WEIGHTS_FILE} is missing or not the file {folder / SETTINGS_FILE} records; "
             "restore it (git checkout) or train it again with tokenpacker synth-llm"
         )
     return folder
@@ -109,7 +109,7 @@ def write_language_model(final: Path, key: str, out: Path, about: dict[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         record = {"key": key, "model": model_digest(), **about, "weights_sha256": weights_digest(staging)}
         (staging / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)

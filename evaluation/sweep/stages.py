@@ -143,7 +143,12 @@ def language_key(recipe: Any, world: WorldPaths) -> str:
     from training.api import language_model_path
 
     root = language_root(world)
-    return language_model_path(recipe, root).parent.relative_to(root).as_posix()
+    return key_of(language_model_path(recipe, root), root)
+
+
+def key_of(final: Path, root: Path) -> str:
+    """The key of the shared LLM whose `final/` checkpoint is `final`: its folder under `root`."""
+    return final.parent.relative_to(root).as_posix()
 
 
 def ready_language_model(
@@ -156,7 +161,7 @@ def ready_language_model(
 
     root = language_root(world)
     final = language_model_path(recipe, root)  # hashes the corpora: once
-    return final if final.is_dir() else shipped_model_for(final.parent.relative_to(root).as_posix(), shipped)
+    return final if final.is_dir() else shipped_model_for(key_of(final, root), shipped)
 
 
 def pretrain_language(cell: CellConfig, world: WorldPaths) -> tuple[str | None, float]:

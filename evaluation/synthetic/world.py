@@ -64,7 +64,8 @@ SHIPPED_TOWER = Path(__file__).parent / "tiny_tower"
 # The tiny LLM trained in words on the default world (stage 0 and its anneal; `tokenpacker synth-llm`,
 # see evaluation/sweep/language.py), which the default sweep's cells start from, as LLaVA from Vicuna.
 SHIPPED_LANGUAGE_MODEL = Path(__file__).parent / "tiny_llm"
-# Beside a shipped tower or LLM: how it was trained, and its weights' digest.
+# A shipped tower's or LLM's weights, and beside them how it was trained and the weights' digest.
+WEIGHTS_FILE = "model.safetensors"
 SETTINGS_FILE = "pretraining.json"
 
 
@@ -157,13 +158,13 @@ def world_key(preset: str, seed: int) -> str:
 
 def weights_digest(folder: Path) -> str:
     """sha256 of a shipped tower's or LLM's weights file, recorded beside them so a swapped file shows."""
-    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    return hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
 
 
 def tower_digest(folder: Path = SHIPPED_TOWER) -> str | None:
     """Covers a tower's config and weights, so cells trained through it are redone when it is replaced;
     None when it is not there (the training's own check then names what is missing)."""
-    files = [folder / "config.json", folder / "model.safetensors"]
+    files = [folder / "config.json", folder / WEIGHTS_FILE]
     if not all(file.is_file() for file in files):
         return None
     digest = hashlib.sha256()
