@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -62,9 +63,15 @@ class TokenPackerProcessor:
     def image_size(self) -> int:
         return self.config.vision_config.image_size
 
-    @property
+    @cached_property
     def tokens_per_crop(self) -> int:
+        """Asked of the config once: it builds the projector to count, which cost 2.4 ms per sample."""
         return self.config.tokens_per_crop()
+
+    @cached_property
+    def separator_ids(self) -> tuple[int, int]:
+        """The "," and "\\n" ids HD puts between crops and after rows, tokenised once."""
+        return last_token_id(self.tokenizer, ","), last_token_id(self.tokenizer, "\n")
 
     def preprocess_image(self, image: Image.Image) -> ImageInput:
         image = image.convert("RGB")
@@ -84,7 +91,7 @@ class TokenPackerProcessor:
         )
         index = hd_layout_index(sliced.rows, sliced.cols, tokens)
         visual = sliced.crops.shape[0] * tokens
-        comma, newline = last_token_id(self.tokenizer, ","), last_token_id(self.tokenizer, "\n")
+        comma, newline = self.separator_ids
         ids = torch.where(index < visual, placeholder, torch.where(index == visual, comma, newline))
         return ImageInput(crops=sliced.crops, token_ids=ids.tolist())
 
