@@ -3,8 +3,9 @@
 Both become rows in the `evaluation.records` format plus report columns (`EXTRA_COLUMNS`):
 - `source`: the file a number came from;
 - `origin`: the run it belongs to (a suite results folder, or an lmms-eval model name);
-- `row_label`: the config it belongs to, e.g. "tokenpacker (s=2)"; when one config comes from two
-  runs, each run's rows get "[origin]" appended, so numbers of different runs never share a row;
+- `row_label`: the config it belongs to, e.g. "tokenpacker (s=2)", with a sweep cell's extra axes in
+  brackets ("[recipe.stage2.max_steps=400]"); when one config comes from two runs, each run's rows get
+  "[origin]" appended, so numbers of different runs never share a row;
 - `samples_file`: the per-sample jsonl, absolute, or missing;
 - `higher_is_better`: lmms-eval's flag, or missing;
 - `chance`: the metric's chance level (the results table's optional `chance` column, or lmms-eval's
@@ -382,13 +383,16 @@ def _disambiguate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _disambiguate_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Append what else tells cells apart (a sweep's extra axes, e.g. a learning rate) when one run holds
-    several cells of the same config and seed: `tokenpacker (s=4) [recipe.stage2.learning_rate=_1e-3_]`."""
+    """Append what else defines a sweep cell (its extra axes, e.g. a learning rate) to its label, so a
+    row never hides a setting its cell changed: `tokenpacker (s=4) [recipe.stage2.learning_rate=_1e-3_]`.
+    Cells of one config and seed without such axes are told apart by their whole id."""
     cells = frame.groupby(["origin", "row_label"])["cell_id"].nunique(dropna=True)
     multi = set(cells[cells > 1].index)
     frame = frame.copy()
     frame["row_label"] = [
-        f"{label} [{_cell_suffix(str(cell), seed)}]" if (origin, label) in multi else label
+        f"{label} [{suffix}]"
+        if (suffix := _cell_suffix(str(cell), seed, (origin, label) in multi))
+        else label
         for origin, label, cell, seed in zip(
             frame["origin"], frame["row_label"], frame["cell_id"], frame["seed"], strict=True
         )
@@ -396,10 +400,13 @@ def _disambiguate_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _cell_suffix(cell_id: str, seed: Any) -> str:
-    """The part of a sweep cell id after its seed (the extra axes), or the whole id."""
+def _cell_suffix(cell_id: str, seed: Any, ambiguous: bool) -> str | None:
+    """The part of a sweep cell id after its seed (the extra axes); else the whole id where the label
+    alone is ambiguous, or None."""
     marker = f"-seed{int(seed)}-" if not pd.isna(seed) else None
-    return cell_id.split(marker, 1)[1] if marker and marker in cell_id else cell_id
+    if marker and marker in cell_id:
+        return cell_id.split(marker, 1)[1]
+    return cell_id if ambiguous else None
 
 
 def _disambiguate_origins(frame: pd.DataFrame) -> pd.DataFrame:

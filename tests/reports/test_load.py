@@ -122,6 +122,16 @@ def test_cells_of_one_config_that_differ_in_another_axis_get_their_own_rows(
     assert labels == {"mlp2x_gelu [recipe.lr=_1e-4_]", "mlp2x_gelu [recipe.lr=_1e-3_]"}
 
 
+def test_a_cell_with_an_extra_axis_names_it_even_alone(fixtures: Path, tmp_path: Path) -> None:
+    """The default sweep's HD cell trains stage 2 longer: its row says so though no other cell shares its config."""
+    frame = read_results_table(fixtures / "suite")
+    frame.loc[frame["cell_id"] == "mlp", "cell_id"] = "mlp2x_gelu-seed0-recipe.stage2.max_steps=400"
+    (tmp_path / "suite").mkdir()
+    frame.to_csv(tmp_path / "suite" / "results.csv", index=False)
+    labels = set(load_results([tmp_path / "suite"])["row_label"])
+    assert "mlp2x_gelu [recipe.stage2.max_steps=400]" in labels and "mlp2x_gelu" not in labels
+
+
 def test_chance_from_results_table(fixtures: Path) -> None:
     chance = chance_levels(load_results([fixtures / "suite"]))
     assert {(c.task, c.metric): v for c, v in chance.items()} == {("syn_count", "exact_match"): 0.25}
