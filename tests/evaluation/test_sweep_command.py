@@ -65,7 +65,7 @@ def test_no_spec_means_the_builtin_tiny_sweep_into_runs_tiny(tmp_path, monkeypat
     assert (args.spec, args.out, args.launcher) == ("tiny", None, "local")
     assert command.run(args) == 0
     printed = capsys.readouterr().out
-    assert ["tokenpacker-s4-hd9-seed0", "train+evaluate", "pending", "run"] in [
+    assert ["tokenpacker-s4-hd9-seed0-recipe.stage2.max_steps=400", "train+evaluate", "pending", "run"] in [
         line.split() for line in printed.splitlines()
     ]
     assert "0 of 8 cells done; the next run runs 8" in printed
