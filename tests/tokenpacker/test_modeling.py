@@ -57,7 +57,7 @@ def test_placeholders_match_visual_tokens(plain_model, hd_model):
 
 
 def test_processor_counts_tokens_per_crop_once(hd_model, monkeypatch):
-    """The count builds a projector (2.4 ms): asked per image, it cost a TokenPacker cell 40 s of training."""
+    """The count builds a projector (2.4 ms): asked per image, it cost a TokenPacker cell about 30 s of training."""
     processor = processor_for(hd_model)
     calls = []
     count = type(hd_model.config).tokens_per_crop
