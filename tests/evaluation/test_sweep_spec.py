@@ -224,6 +224,7 @@ def test_only_selects_cells_by_pattern():
     assert select_cells(spec, ["avgpool-s2-seed0,avgpool-s4-seed0"])[1].cell_id == "avgpool-s4-seed0"
     assert select_cells(spec, None) == spec.cells
     with pytest.raises(
-        SweepSpecError, match="--only nothing: matches no cell of tiny; cells: mlp2x_gelu-seed0"
+        SweepSpecError,
+        match=r"--only nothing: matches no cell of tiny; cells: tokenpacker-s4-hd9-seed0-recipe\.stage2\.max_steps=400, mlp2x_gelu-seed0",
     ):
         select_cells(spec, ["nothing"])
