@@ -73,7 +73,7 @@ def load_results(inputs: Sequence[Path]) -> pd.DataFrame:
     frames = [frame for path in inputs for frame in _load_input(Path(path))]
     combined = pd.concat(frames, ignore_index=True)
     combined = _disambiguate_seeds(combined)
-    combined = _disambiguate_cells(combined)
+    combined = _label_cell_axes(combined)
     combined = _disambiguate_origins(combined)
     _check_chance(combined)
     return drop_duplicate_values(combined)
@@ -382,7 +382,7 @@ def _disambiguate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _disambiguate_cells(frame: pd.DataFrame) -> pd.DataFrame:
+def _label_cell_axes(frame: pd.DataFrame) -> pd.DataFrame:
     """Append what else defines a sweep cell (its extra axes, e.g. a learning rate) to its label, so a
     row never hides a setting its cell changed: `tokenpacker (s=4) [recipe.stage2.learning_rate=_1e-3_]`.
     Cells of one config and seed without such axes are told apart by their whole id."""
