@@ -26,6 +26,7 @@ from tokenpacker.projectors import (
     check_projector_name,
     check_scale_factor,
     effective_scale_factor,
+    projector_tokens,
 )
 from tokenpacker.vision import CLIP_VIT_L_14_336, VisionTower, check_layer_indices, patch_grid
 
@@ -101,9 +102,8 @@ class TokenPackerConfig(PreTrainedConfig):
         return self.image_aspect_ratio == "slice"
 
     def tokens_per_crop(self) -> int:
-        """Tokens one image (or one HD crop) becomes, asked of the projector itself (built weightless)."""
-        with torch.device("meta"):
-            return build_projector(self.projector_type, self.projector_spec()).num_tokens(self.grid)
+        """Tokens one image (or one HD crop) becomes, asked of the projector's class."""
+        return projector_tokens(self.projector_type, self.projector_spec(), self.grid)
 
     def projector_spec(self) -> ProjectorSpec:
         vision_width = self.vision_config.hidden_size

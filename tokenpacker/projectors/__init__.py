@@ -44,6 +44,12 @@ def build_projector(name: str, spec: ProjectorSpec) -> Projector:
     return PROJECTORS[name](spec)
 
 
+def projector_tokens(name: str, spec: ProjectorSpec, grid: int) -> int:
+    """Tokens a projector emits per image of a grid x grid patch grid, without building it."""
+    check_projector_name(name)
+    return PROJECTORS[name].tokens_for(spec, grid)
+
+
 __all__ = [
     "PROJECTORS",
     "Projector",
@@ -53,4 +59,5 @@ __all__ = [
     "check_projector_name",
     "check_scale_factor",
     "effective_scale_factor",
+    "projector_tokens",
 ]

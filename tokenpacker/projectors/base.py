@@ -75,9 +75,15 @@ class Projector(nn.Module, ABC):
         """Projector init of DESIGN 1.2.5; subclasses with bare Parameters extend it."""
         init_projector_weights(self, self.spec)
 
-    @abstractmethod
+    @classmethod
+    def tokens_for(cls, spec: ProjectorSpec, grid: int) -> int:
+        """Tokens emitted for one image whose patch grid is grid x grid: one per s x s region (s = 1 keeps
+        all). A class method, so counting needs no built projector."""
+        return (grid // spec.scale_factor) ** 2
+
     def num_tokens(self, grid: int) -> int:
         """Tokens emitted for one image whose patch grid is grid x grid."""
+        return self.tokens_for(self.spec, grid)
 
     @abstractmethod
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,6 @@ class CAbstractorProjector(Projector):
         self.output_mlp = gelu_mlp(width, spec.llm_width)
         self.reset_parameters()
 
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
-
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         x = self.after_pool(self.pool(self.before_pool(to_grid(features, self.spec.grid))))
         return self.output_mlp(from_grid(x))
@@ -59,9 +56,6 @@ class LDPv2Projector(Projector):
         self.pool = nn.AdaptiveAvgPool2d(spec.grid // spec.scale_factor)
         self.position_conv = nn.Conv2d(spec.llm_width, spec.llm_width, 3, padding=1, groups=spec.llm_width)
         self.reset_parameters()
-
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
 
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(to_grid(self.mlp(features), self.spec.grid))

@@ -17,8 +17,5 @@ class MLPProjector(Projector):
         self.mlp = gelu_mlp(spec.vision_width, spec.llm_width)
         self.reset_parameters()
 
-    def num_tokens(self, grid: int) -> int:
-        return grid * grid
-
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features)

@@ -16,9 +16,6 @@ class AvgPoolProjector(Projector):
         self.mlp = gelu_mlp(spec.vision_width, spec.llm_width)
         self.reset_parameters()
 
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
-
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         pooled = F.avg_pool2d(to_grid(features, self.spec.grid), self.spec.scale_factor)
         return self.mlp(from_grid(pooled))
@@ -31,9 +28,6 @@ class PixelShuffleProjector(Projector):
         super().__init__(spec)
         self.mlp = gelu_mlp(spec.vision_width * spec.scale_factor**2, spec.llm_width)
         self.reset_parameters()
-
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
 
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         stacked = F.pixel_unshuffle(to_grid(features, self.spec.grid), self.spec.scale_factor)

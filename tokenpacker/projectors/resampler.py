@@ -49,9 +49,6 @@ class ResamplerProjector(Projector):
         nn.init.trunc_normal_(self.attention.in_proj_weight, std=weight_std(self.spec, width, attention=True))
         nn.init.zeros_(self.attention.in_proj_bias)
 
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
-
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         keys = self.kv_norm(self.kv_proj(features))
         queries = self.query_norm(self.queries).expand(features.shape[0], -1, -1)

@@ -73,9 +73,6 @@ class TokenPackerProjector(Projector):
         nn.init.trunc_normal_(weights, std=weight_std(self.spec, weights.shape[1], attention=True))
         nn.init.zeros_(self.region_attention.in_proj_bias)
 
-    def num_tokens(self, grid: int) -> int:
-        return (grid // self.spec.scale_factor) ** 2
-
     def project(self, features: torch.Tensor, multi_level_features: torch.Tensor) -> torch.Tensor:
         grid, scale = self.spec.grid, self.spec.scale_factor
         coarse = grid // scale
