@@ -63,8 +63,10 @@ class VisionTower(nn.Module):
         super().__init__()
         check_layer_indices(select_layer, multi_level_layers, vision_config.num_hidden_layers)
         self.clip = CLIPVisionModel(vision_config)
-        self.select_layer = select_layer
-        self.multi_level_layers = tuple(multi_level_layers)
+        states = vision_config.num_hidden_layers + 1
+        self.select_layer = select_layer % states
+        self.multi_level_layers = tuple(i % states for i in multi_level_layers)
+        self.depth = max(self.select_layer, *self.multi_level_layers)
         self.grid = patch_grid(vision_config)
         self.requires_grad_(False)
 
@@ -79,8 +81,18 @@ class VisionTower(nn.Module):
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, S, S) -> single-level (N, g*g, C) and multi-level (N, g*g, C * len(layers)), CLS dropped."""
-        dtype = self.clip.embeddings.patch_embedding.weight.dtype
-        hidden_states = self.clip(pixel_values.to(dtype), output_hidden_states=True).hidden_states
+        hidden_states = self.hidden_states(pixel_values)
         single = hidden_states[self.select_layer][:, 1:]
         multi = torch.cat([hidden_states[i][:, 1:] for i in self.multi_level_layers], dim=-1)
         return single, multi
+
+    def hidden_states(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """CLIPVisionModel's hidden_states up to the deepest one read (indices made non-negative in
+        __init__): the layers after it (CLIP-L's 24th for select layer -2, a sixth of the tiny tower)
+        would be computed only to be dropped."""
+        clip = self.clip
+        dtype = clip.embeddings.patch_embedding.weight.dtype
+        states = [clip.pre_layrnorm(clip.embeddings(pixel_values.to(dtype)))]
+        for layer in clip.encoder.layers[: self.depth]:
+            states.append(layer(states[-1], None))
+        return states
