@@ -7,6 +7,7 @@ real 336 px / 14 px tower, and scale_factor 2/3/4 give the paper's 144/64/36 tok
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -83,6 +84,7 @@ def tiny_config(
     patch_num: int | None = None,
     vocab_size: int = TINY_VOCAB_SIZE,
     patch_size: int = TINY_PATCH_SIZE,
+    multi_level_layers: Sequence[int] = (2, 3, 4, 5),
     **overrides,
 ) -> TokenPackerConfig:
     """A complete tiny LLaVA: 6-layer CLIP (width 64; a 24x24 grid at patch_size 2) and a 4-layer LLaMA (width 128).
@@ -126,7 +128,7 @@ def tiny_config(
         image_aspect_ratio="slice" if patch_num is not None else "pad",
         patch_num=patch_num,
         vision_select_layer=-2,
-        multi_level_layers=[2, 3, 4, 5],
+        multi_level_layers=list(multi_level_layers),
         # DESIGN's std 0.02 is about 1/sqrt(3 * 1024), PyTorch's scale at the released width; at the
         # tiny width 64 it shrank the signal at every layer and the tiny TokenPacker lost the colour of
         # a shape. Scaled by fan-in, stage 1 (150 steps of 16, lr 3e-3) names 0.81 of caption colours

@@ -36,12 +36,7 @@ def build_model(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPacke
 
 
 def build_tiny(recipe: ModelRecipe) -> tuple[TokenPackerForCausalLM, TokenPackerProcessor]:
-    config = tiny_config(
-        recipe.projector_type,
-        recipe.scale_factor,
-        patch_num=recipe.patch_num,
-        patch_size=recipe.tiny_patch_size,
-    )
+    config = tiny_config(recipe.projector_type, recipe.scale_factor, **recipe.tiny_settings())
     processor = TokenPackerProcessor(build_tiny_tokenizer(), tiny_image_processor(), config)
     model = build_tiny_model(config, seed=recipe.init_seed)
     if recipe.vision_tower is not None:  # a pretrained tiny CLIP (`tokenpacker synth-tower`'s)

@@ -51,7 +51,8 @@ class ModelRecipe:
     tiny_patch_size: int = TINY_PATCH_SIZE  # tiny only: CLIP patch side in px (2: 24x24 grid, 4: 12x12)
     vision_tower: str | None = None
     language_model: str | None = None
-    multi_level_layers: list[int] | None = None  # pretrained only; None: the paper's [12, 16, 22, 23]
+    # TokenPacker's multi-level hidden states; None: the paper's [12, 16, 22, 23], tiny [2, 3, 4, 5]
+    multi_level_layers: list[int] | None = None
     dtype: str = "float32"
     attn_implementation: str | None = (
         None  # pretrained only; None: flash_attention_2 on CUDA if installed, else sdpa
@@ -64,11 +65,11 @@ class ModelRecipe:
             )
         if self.dtype not in DTYPES:
             raise RecipeError(f"model.dtype={self.dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
-        if self.source == "tiny":  # the tiny model's own checks (patch size, scale_factor on its grid)
+        if (
+            self.source == "tiny"
+        ):  # the tiny model's own checks (patch size, scale_factor on its grid, layer indices)
             try:
-                tiny_config(
-                    self.projector_type, self.scale_factor, self.patch_num, patch_size=self.tiny_patch_size
-                )
+                tiny_config(self.projector_type, self.scale_factor, **self.tiny_settings())
             except ValueError as error:
                 raise RecipeError(f"model: {error}") from None
         if self.source == "pretrained" and self.tiny_patch_size != TINY_PATCH_SIZE:
@@ -81,6 +82,13 @@ class ModelRecipe:
                 "model.source='pretrained' needs model.vision_tower and model.language_model: local folders of a "
                 "CLIP vision model and a causal LM (e.g. --vision_tower /ckpt/clip-vit-large-patch14-336)"
             )
+
+    def tiny_settings(self) -> dict[str, object]:
+        """The keywords of tokenpacker.tiny.tiny_config this recipe sets (a list left out keeps its default)."""
+        settings: dict[str, object] = {"patch_num": self.patch_num, "patch_size": self.tiny_patch_size}
+        if self.multi_level_layers is not None:
+            settings["multi_level_layers"] = self.multi_level_layers
+        return settings
 
 
 @dataclass(frozen=True)

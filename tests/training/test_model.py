@@ -74,6 +74,13 @@ def test_tiny_patch_size_sets_the_grid_and_every_token_count(patch_size, grid, t
     assert tuple(counts) == tokens
 
 
+def test_a_tiny_recipes_multi_level_layers_reach_its_model():
+    model, _ = build_model(ModelRecipe(multi_level_layers=[1, 3], tiny_patch_size=4))
+    assert model.config.multi_level_layers == [1, 3]
+    assert model.vision_tower.multi_level_layers == (1, 3)
+    assert model.projector.key_mlp[0].in_features == 2 * model.vision_tower.width
+
+
 def test_a_tiny_model_sees_through_a_pretrained_tower_that_fits_it(tmp_path):
     source = build_tiny_model(tiny_config("mlp2x_gelu", 1, patch_size=4), seed=7).vision_tower.clip
     source.save_pretrained(tmp_path / "tower")

@@ -147,6 +147,10 @@ def test_bare_override_keys_are_unambiguous():
         ),
         ({"multi_level_layers": "[a]"}, "not a list of integers"),
         (
+            {"multi_level_layers": "[2, 3, 9]"},
+            "^model: multi_level_layers index 9 is outside the 7 hidden states of a 6-layer vision tower",
+        ),
+        (
             {"tiny_patch_size": "5"},
             "model: tiny patch_size 5 does not divide the 48 px image",
         ),
