@@ -28,9 +28,7 @@ Features = tuple[torch.Tensor, torch.Tensor]
 
 def full_forward(tower: VisionTower, pixels: torch.Tensor) -> Features:
     """Every layer run, as CLIPVisionModel(..., output_hidden_states=True) does."""
-    states = tower.clip(pixels, output_hidden_states=True).hidden_states
-    single = states[tower.select_layer][:, 1:]
-    return single, torch.cat([states[i][:, 1:] for i in tower.multi_level_layers], dim=-1)
+    return tower.features(tower.clip(pixels, output_hidden_states=True).hidden_states)
 
 
 def fastest_seconds(runs: dict[str, Callable[[], Features]], repeats: int) -> dict[str, float]:

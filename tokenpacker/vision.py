@@ -81,7 +81,10 @@ class VisionTower(nn.Module):
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, S, S) -> single-level (N, g*g, C) and multi-level (N, g*g, C * len(layers)), CLS dropped."""
-        hidden_states = self.hidden_states(pixel_values)
+        return self.features(self.hidden_states(pixel_values))
+
+    def features(self, hidden_states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The single- and multi-level features read from a list of hidden states, CLS dropped."""
         single = hidden_states[self.select_layer][:, 1:]
         multi = torch.cat([hidden_states[i][:, 1:] for i in self.multi_level_layers], dim=-1)
         return single, multi

@@ -65,9 +65,8 @@ class ModelRecipe:
             )
         if self.dtype not in DTYPES:
             raise RecipeError(f"model.dtype={self.dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
-        if (
-            self.source == "tiny"
-        ):  # the tiny model's own checks (patch size, scale_factor on its grid, layer indices)
+        # the tiny model's own checks: patch size, scale_factor on its grid, layer indices
+        if self.source == "tiny":
             try:
                 tiny_config(self.projector_type, self.scale_factor, **self.tiny_settings())
             except ValueError as error:
