@@ -135,3 +135,17 @@ def test_mmbench_letters_benchmark_measures_each_finished_cell(tmp_path):
 
     done = subprocess.run([*command[:-1], str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and done.stderr.strip().endswith("give a sweep folder that has one")
+
+
+def test_image_cache_benchmark_times_each_projector_with_and_without_the_cache():
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_image_cache.py")]
+    command += ["--steps", "2", "--batch_size", "2", "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["mlp2x_gelu", "tokenpacker", "tokenpacker"]
+    assert [row[-4] for row in rows] == [
+        "2",
+        "2",
+        "20",
+    ]  # crops per step: HD cuts 3 x 3 cells and a global view
+    assert all(float(row[-3]) > 0 and float(row[-2]) > 0 and row[-1].endswith("x") for row in rows)

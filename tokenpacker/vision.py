@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -69,6 +70,7 @@ class VisionTower(nn.Module):
         self.depth = max(self.select_layer, *self.multi_level_layers)
         self.grid = patch_grid(vision_config)
         self.requires_grad_(False)
+        self.memo: dict[bytes, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def width(self) -> int:
@@ -78,10 +80,33 @@ class VisionTower(nn.Module):
     def multi_level_width(self) -> int:
         return self.width * len(self.multi_level_layers)
 
+    def remember_features(self, enabled: bool = True) -> None:
+        """Keep each crop's features after its first pass, keyed by its pixels (off: forget them).
+
+        The tower is frozen, so a crop seen again (each epoch of a small world's stage 1) needs a
+        lookup, not a pass. Memory grows with the crops seen: (1 + levels) * g*g * C floats each,
+        0.18 MB for the tiny recipe's tower (2.4 GB for the 13222 crops of TokenPacker-HD's stage 1
+        on the default synthetic world), so this is for small worlds only.
+        """
+        self.memo = {} if enabled else None
+
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, S, S) -> single-level (N, g*g, C) and multi-level (N, g*g, C * len(layers)), CLS dropped."""
-        return self.features(self.hidden_states(pixel_values))
+        if self.memo is None:
+            return self.features(self.hidden_states(pixel_values))
+        return self.remembered_features(pixel_values)
+
+    def remembered_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward's features through the memo: crops not in it pass through the tower, in one batch."""
+        keys = [crop_key(crop) for crop in pixel_values]
+        missing = list({key: index for index, key in enumerate(keys) if key not in self.memo}.values())
+        if missing:
+            single, multi = self.features(self.hidden_states(pixel_values[missing]))
+            for index, one, many in zip(missing, single, multi, strict=True):
+                self.memo[keys[index]] = (one.clone(), many.clone())
+        singles, multis = zip(*(self.memo[key] for key in keys), strict=True)
+        return torch.stack(singles), torch.stack(multis)
 
     def features(self, hidden_states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The single- and multi-level features read from a list of hidden states, CLS dropped."""
@@ -99,3 +124,9 @@ class VisionTower(nn.Module):
         for layer in clip.encoder.layers[: self.depth]:
             states.append(layer(states[-1], None))
         return states
+
+
+def crop_key(crop: torch.Tensor) -> bytes:
+    """A digest of one crop's dtype, shape and pixels."""
+    pixels = crop.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes()
+    return hashlib.blake2b(f"{crop.dtype}{tuple(crop.shape)}".encode() + pixels, digest_size=16).digest()

@@ -30,6 +30,9 @@ from training.recipe import ModelRecipe, Recipe, RecipeError, load_recipe
 from training.stages import FINAL, check_stage_inputs, run_stage, stage_data_file
 
 RECIPE_FILE = "recipe.yaml"
+# Settings that change how fast a phase trains, not what it learns: left out of its key, so that a
+# trained (or shipped) LLM stays valid when they change or are added.
+SPEED_SETTINGS = frozenset({"cache_images"})
 
 
 def train_two_stages(
@@ -89,10 +92,8 @@ def section_key(recipe: Recipe, section: str, **depends_on: object) -> str:
     phase = getattr(recipe, section)
     with stage_data_file(recipe, section).open("rb") as data:
         digest = hashlib.file_digest(data, "sha256").hexdigest()
-    settings = dataclasses.asdict(phase) | {
-        "data_path": digest,
-        "image_folder": None,
-    }
+    settings = {key: value for key, value in dataclasses.asdict(phase).items() if key not in SPEED_SETTINGS}
+    settings |= {"data_path": digest, "image_folder": None}
     payload = json.dumps({**depends_on, section: settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

@@ -189,6 +189,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         processor: TokenPackerProcessor,
         template: str,
         max_length: int,
+        cache_images: bool = False,
     ) -> None:
         if not processor.tokenizer.is_fast:
             raise DataError(
@@ -200,6 +201,8 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.processor = processor
         self.template = get_template(template)
         self.max_length = max_length
+        # name -> its processed crops, kept after first use when the recipe asks (small worlds only)
+        self.image_cache: dict[str, ImageInput] | None = {} if cache_images else None
         self.has_image = [bool(sample.images) for sample in self.samples]
         check_room_for_an_image(processor, max_length, any(self.has_image))
         self.check_templates(data_path)
@@ -221,7 +224,7 @@ class LlavaDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | None]:
         sample = self.samples[index]
-        images = [self.processor.preprocess_image(self.open_image(name)) for name in sample.images]
+        images = [self.prepared_image(name) for name in sample.images]
         encoded = encode_conversation(self.processor, self.template_of(sample), sample.turns, images)
         encoded, kept = truncate(encoded, images, self.max_length, self.processor.config.image_token_id)
         crops = [image.crops for image in images[:kept]]
@@ -230,6 +233,14 @@ class LlavaDataset(torch.utils.data.Dataset):
             "labels": torch.tensor(encoded.labels, dtype=torch.long),
             "pixel_values": torch.cat(crops) if crops else None,
         }
+
+    def prepared_image(self, name: str) -> ImageInput:
+        """The processor's crops of one image, from the cache where it is kept."""
+        if self.image_cache is None:
+            return self.processor.preprocess_image(self.open_image(name))
+        if name not in self.image_cache:
+            self.image_cache[name] = self.processor.preprocess_image(self.open_image(name))
+        return self.image_cache[name]
 
     def image_path(self, name: str) -> Path:
         if self.image_folder is None:

@@ -123,6 +123,9 @@ class StageRecipe:
     save_total_limit: int | None = 1
     logging_steps: int = 1
     dataloader_num_workers: int = 0
+    # keep each image's crops and frozen-tower features in memory after their first use: a small world
+    # seen for several epochs (the tiny stage 1) skips decoding and the tower; LLaVA's data would not fit
+    cache_images: bool = False
     seed: int = 42
     report_to: str = "none"
 

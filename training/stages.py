@@ -208,6 +208,7 @@ def run_stage(
     if projector_file is not None:
         load_projector_file(model, projector_file)
     set_trained_parts(model, stage)
+    model.vision_tower.remember_features(settings.cache_images)
     if settings.lora_r:
         model = add_lora(model, settings.lora_r, settings.lora_alpha, settings.lora_dropout)
     dataset = LlavaDataset(
@@ -216,6 +217,7 @@ def run_stage(
         processor,
         settings.conversation_template,
         settings.model_max_length,
+        cache_images=settings.cache_images,
     )
     trainer = MultimodalTrainer(
         model=model,

@@ -239,3 +239,14 @@ def test_max_length_without_room_for_one_image_is_refused(tmp_path):
         check_room_for_an_image(processor, 512, has_images=True)
     check_room_for_an_image(processor, 512, has_images=False)
     check_room_for_an_image(processor, 1024, has_images=True)
+
+
+def test_cached_images_are_opened_once_and_give_the_same_items(processor, llava, monkeypatch):
+    cached = LlavaDataset(llava.stage1, llava.image_folder, processor, "plain", 2048, cache_images=True)
+    plain = LlavaDataset(llava.stage1, llava.image_folder, processor, "plain", 2048)
+    opened = []
+    monkeypatch.setattr(cached, "open_image", lambda name: opened.append(name) or plain.open_image(name))
+    for _ in range(2):
+        for index in range(len(cached)):
+            assert torch.equal(cached[index]["pixel_values"], plain[index]["pixel_values"])
+    assert sorted(opened) == sorted(name for sample in cached.samples for name in sample.images)

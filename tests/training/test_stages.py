@@ -191,6 +191,34 @@ def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
         assert torch.equal(tensor, load_file(second / PROJECTOR_FILE)[name])
 
 
+def test_a_stage_that_caches_images_trains_as_one_that_does_not(llava, tmp_path):
+    """Several epochs of stage 1's captions: the later ones read crops and features from the cache."""
+    steps = len(json.loads(llava.stage1.read_text())) * 3 // 2  # three epochs of batch 2
+    plain, cached = (
+        load_recipe(llava.recipe(max_steps=steps, save_steps=100, cache_images=cache))
+        for cache in (False, True)
+    )
+    run_stage(plain, 1, tmp_path / "plain")
+    run_stage(cached, 1, tmp_path / "cached")
+    assert losses(tmp_path / "cached") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5)
+
+
+def test_caching_images_leaves_the_language_model_key_as_it_was(tmp_path):
+    (tmp_path / "language.json").write_text("[]")
+    keys = {
+        str(
+            language_folder(
+                load_recipe(
+                    {"stage0": {"data_path": str(tmp_path / "language.json"), "cache_images": cache}}
+                ),
+                tmp_path,
+            )
+        )
+        for cache in (False, True)
+    }
+    assert len(keys) == 1
+
+
 def test_resumed_run_equals_uninterrupted_run(llava, tmp_path):
     recipe = load_recipe(llava.recipe(max_steps=3, save_steps=1, group_by_modality_length=True))
     whole = run_stage(recipe, 2, tmp_path / "whole")
