@@ -1,8 +1,9 @@
 """What `cache_images` saves a stage-1 step of the tiny model once its images have been seen.
 
-Stage 1 of the tiny recipe sees its 2000 caption images several times (600 steps of 16 are 4.8
-epochs). With `cache_images` the data set keeps each image's crops and the frozen tower each crop's
-features after the first epoch, so a later step skips decoding, resizing and the tower. For each
+Stage 1 of the tiny recipe sees the default world's 2000 caption images several times (300 steps
+of 16 are 2.4 epochs). With `cache_images` the data set keeps each image's crops and the frozen
+tower each crop's features after the first epoch, so a later step skips decoding, resizing and the
+tower. For each
 projector (the MLP, TokenPacker s = 4, TokenPacker-HD patch_num 9 on 192 px images, its full 3 x 3
 grid) both settings train as in stage 1 (projector only: forward, backward, AdamW step) on batches
 drawn by the suite's own data code and collator, the data set's items included in the timing. Both
@@ -79,6 +80,7 @@ def write_captions(folder: Path, samples: int) -> Path:
 
 
 def prepare(recipe: ModelRecipe, data: Path, cache: bool) -> Setting:
+    """A fresh tiny model set up for stage 1, with its data set, both caching or neither."""
     model, processor = build_model(recipe)
     set_trained_parts(model, stage=1)
     model.train()

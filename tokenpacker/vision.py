@@ -86,7 +86,7 @@ class VisionTower(nn.Module):
         The tower is frozen, so a crop seen again (each epoch of a small world's stage 1) needs a
         lookup, not a pass. Memory grows with the crops seen: (1 + levels) * g*g * C floats each,
         0.18 MB for the tiny recipe's tower (2.4 GB for the 13222 crops of TokenPacker-HD's stage 1
-        on the default synthetic world), so this is for small worlds only.
+        on the default synthetic world), on the tower's device, so this is for small worlds only.
         """
         self.memo = {} if enabled else None
 
@@ -99,7 +99,8 @@ class VisionTower(nn.Module):
 
     def remembered_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward's features through the memo: crops not in it pass through the tower, in one batch."""
-        keys = [crop_key(crop) for crop in pixel_values]
+        on_host = pixel_values.detach().cpu()  # one copy a batch, not one a crop
+        keys = [crop_key(crop, pixel_values.device) for crop in on_host]
         missing = list({key: index for index, key in enumerate(keys) if key not in self.memo}.values())
         if missing:
             single, multi = self.features(self.hidden_states(pixel_values[missing]))
@@ -126,7 +127,9 @@ class VisionTower(nn.Module):
         return states
 
 
-def crop_key(crop: torch.Tensor) -> bytes:
-    """A digest of one crop's dtype, shape and pixels."""
+def crop_key(crop: torch.Tensor, device: torch.device) -> bytes:
+    """A digest of one crop's dtype, shape and pixels, and the device its features are kept on (replicas
+    of a data-parallel model share one memo)."""
     pixels = crop.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes()
-    return hashlib.blake2b(f"{crop.dtype}{tuple(crop.shape)}".encode() + pixels, digest_size=16).digest()
+    header = f"{crop.dtype}{tuple(crop.shape)}{device}".encode()
+    return hashlib.blake2b(header + pixels, digest_size=16).digest()

@@ -30,8 +30,9 @@ from training.recipe import ModelRecipe, Recipe, RecipeError, load_recipe
 from training.stages import FINAL, check_stage_inputs, run_stage, stage_data_file
 
 RECIPE_FILE = "recipe.yaml"
-# Settings that change how fast a phase trains, not what it learns: left out of its key, so that a
-# trained (or shipped) LLM stays valid when they change or are added.
+# Stage settings added for speed alone: left out of the stage-0 keys, so that a trained (or shipped)
+# LLM stays valid, and free to change when a run resumes. (The older ones, such as
+# dataloader_num_workers, stay in the keys: taking them out would change every key.)
 SPEED_SETTINGS = frozenset({"cache_images"})
 
 
@@ -154,7 +155,9 @@ def claim_output_dir(recipe: Recipe, folder: Path) -> None:
         previous = flatten(yaml.safe_load(path.read_text()) or {})
         current = flatten(wanted)
         changed = sorted(
-            key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key)
+            key
+            for key in previous.keys() | current.keys()
+            if previous.get(key) != current.get(key) and key.rpartition(".")[2] not in SPEED_SETTINGS
         )
         if changed:
             raise RecipeError(

@@ -175,7 +175,8 @@ def check_room_for_an_image(processor: TokenPackerProcessor, max_length: int, ha
 
 
 class LlavaDataset(torch.utils.data.Dataset):
-    """LLaVA JSON samples as model inputs; images are opened only when a sample is drawn.
+    """LLaVA JSON samples as model inputs; images are opened only when a sample is drawn (and, with
+    `cache_images`, kept as crops after that).
 
     Items are `{"input_ids", "labels", "pixel_values" (crops of all images, or None)}`.
     `lengths` (exact token counts before truncation) and `has_image` drive

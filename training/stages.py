@@ -131,6 +131,8 @@ def training_arguments(settings: StageRecipe, output_dir: Path) -> TrainingArgum
         save_total_limit=settings.save_total_limit,
         logging_steps=settings.logging_steps,
         dataloader_num_workers=settings.dataloader_num_workers,
+        # workers rebuilt each epoch would drop the images they cached
+        dataloader_persistent_workers=settings.cache_images and settings.dataloader_num_workers > 0,
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=settings.seed,
         report_to=settings.report_to,
@@ -149,6 +151,11 @@ def check_stage_inputs(recipe: Recipe, stage: int, section: str | None = None) -
     if image_folder is not None and not image_folder.is_dir():
         raise FileNotFoundError(
             f"{name} image folder {image_folder} does not exist; fix image_folder or data_root"
+        )
+    if settings.cache_images and deepspeed_zero_stage(settings.deepspeed) == 3:
+        raise RecipeError(
+            f"{name}: cache_images lets a rank skip the tower, whose ZeRO-3 shards every rank must gather "
+            "together; use deepspeed zero2 or cache_images: false"
         )
     if settings.lora_r and deepspeed_zero_stage(settings.deepspeed) == 3:
         raise RecipeError(
@@ -208,7 +215,8 @@ def run_stage(
     if projector_file is not None:
         load_projector_file(model, projector_file)
     set_trained_parts(model, stage)
-    model.vision_tower.remember_features(settings.cache_images)
+    tower = model.vision_tower
+    tower.remember_features(settings.cache_images)
     if settings.lora_r:
         model = add_lora(model, settings.lora_r, settings.lora_alpha, settings.lora_dropout)
     dataset = LlavaDataset(
@@ -232,7 +240,10 @@ def run_stage(
     last_checkpoint = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if last_checkpoint:
         logger.info("stage %d resumes from %s", stage, last_checkpoint)
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=last_checkpoint)
+    finally:
+        tower.remember_features(False)  # the model outlives the stage; its memo need not
     trainer.save_state()
     save_final(trainer, processor, settings.conversation_template, stage, final)
     return final

@@ -44,7 +44,7 @@ def test_remembered_features_equal_fresh_ones_and_skip_the_tower_for_crops_seen(
     again_single, again_multi = tower(torch.stack([second, first]))
 
     assert passes == [2]
-    fresh_single, fresh_multi = VisionTower.features(tower, tower.hidden_states(torch.stack([first, second])))
+    fresh_single, fresh_multi = tower.features(tower.hidden_states(torch.stack([first, second])))
     assert torch.allclose(single, fresh_single[[0, 1, 0]], atol=1e-6)
     assert torch.allclose(multi, fresh_multi[[0, 1, 0]], atol=1e-6)
     assert torch.equal(again_single, single[[1, 0]]) and torch.equal(again_multi, multi[[1, 0]])
@@ -64,16 +64,17 @@ def test_forgetting_features_passes_every_crop_again():
     assert len(passes) == 3 and tower.memo is None
 
 
-def test_a_crop_key_tells_apart_pixels_dtype_and_shape():
-    crop = torch.zeros(3, 4, 4)
+def test_a_crop_key_tells_apart_pixels_dtype_shape_and_device():
+    crop, cpu = torch.zeros(3, 4, 4), torch.device("cpu")
     changed = crop.clone()
     changed[0, 0, 0] = 1e-7
     keys = {
-        crop_key(crop),
-        crop_key(changed),
-        crop_key(crop.double()),
-        crop_key(crop.bfloat16()),
-        crop_key(crop.view(3, 2, 8)),
+        crop_key(crop, cpu),
+        crop_key(changed, cpu),
+        crop_key(crop.double(), cpu),
+        crop_key(crop.bfloat16(), cpu),
+        crop_key(crop.view(3, 2, 8), cpu),
+        crop_key(crop, torch.device("cuda", 1)),  # a replica's features, kept apart
     }
-    assert len(keys) == 5
-    assert crop_key(crop) == crop_key(crop.clone())
+    assert len(keys) == 6
+    assert crop_key(crop, cpu) == crop_key(crop.clone(), cpu)

@@ -22,8 +22,8 @@ from tokenpacker.tiny import build_tiny_model, tiny_config
 from training.api import absolute_tower, language_folder, train_language_model, train_two_stages
 from training.model import build_model
 from training.projector_file import PROJECTOR_FILE, ProjectorMismatchError, save_projector_file
-from training.recipe import ModelRecipe, RecipeError, load_recipe
-from training.stages import check_stage_inputs, run_stage
+from training.recipe import ModelRecipe, RecipeError, StageRecipe, load_recipe
+from training.stages import check_stage_inputs, run_stage, training_arguments
 
 
 class ProjectorAtStart(TrainerCallback):
@@ -191,15 +191,37 @@ def test_fixed_seed_gives_identical_losses_and_weights(llava, tmp_path):
         assert torch.equal(tensor, load_file(second / PROJECTOR_FILE)[name])
 
 
-def test_a_stage_that_caches_images_trains_as_one_that_does_not(llava, tmp_path):
-    """Several epochs of stage 1's captions: the later ones read crops and features from the cache."""
-    steps = len(json.loads(llava.stage1.read_text())) * 3 // 2  # three epochs of batch 2
+class TowerPasses(TrainerCallback):
+    """Counts the crops the tower's first layer runs on, and the memo's size when training ends."""
+
+    def __init__(self) -> None:
+        self.crops = 0
+        self.remembered: int | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.tower = model.vision_tower
+        self.tower.clip.encoder.layers[0].register_forward_hook(self.count)
+
+    def count(self, module, args, output) -> None:
+        self.crops += len(args[0])
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.remembered = None if self.tower.memo is None else len(self.tower.memo)
+
+
+def test_a_stage_that_caches_images_passes_each_through_the_tower_once_and_trains_the_same(llava, tmp_path):
+    """Three epochs of stage 1's captions: the later two read crops and features from the cache."""
+    images = len(json.loads(llava.stage1.read_text()))
     plain, cached = (
-        load_recipe(llava.recipe(max_steps=steps, save_steps=100, cache_images=cache))
+        load_recipe(llava.recipe(max_steps=images * 3 // 2, save_steps=100, cache_images=cache))  # batch 2
         for cache in (False, True)
     )
-    run_stage(plain, 1, tmp_path / "plain")
-    run_stage(cached, 1, tmp_path / "cached")
+    passes = {"plain": TowerPasses(), "cached": TowerPasses()}
+    run_stage(plain, 1, tmp_path / "plain", callbacks=[passes["plain"]])
+    run_stage(cached, 1, tmp_path / "cached", callbacks=[passes["cached"]])
+    assert (passes["plain"].crops, passes["plain"].remembered) == (3 * images, None)
+    assert (passes["cached"].crops, passes["cached"].remembered) == (images, images)
+    assert passes["cached"].tower.memo is None  # forgotten once the stage is over
     assert losses(tmp_path / "cached") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5)
 
 
@@ -252,6 +274,8 @@ def test_api_writes_a_loadable_checkpoint_and_skips_finished_stages(llava, tmp_p
     assert (final / "model.safetensors").stat().st_mtime_ns == written
     with pytest.raises(RecipeError, match=r"different recipe \(changed: model.scale_factor\)"):
         train_two_stages(recipe, {"scale_factor": "2"}, tmp_path / "run")
+    # a speed setting may change on resume (say, the cache turned off after running out of memory)
+    assert train_two_stages(recipe, {"stage1.cache_images": "true"}, tmp_path / "run") == final
 
 
 def test_lora_stage2_writes_a_merged_plain_checkpoint(llava, tmp_path):
@@ -353,6 +377,22 @@ def test_lora_with_zero3_is_refused(llava, tmp_path):
     recipe["stage2"].update(lora_r=4, deepspeed="zero3")
     with pytest.raises(RecipeError, match="LoRA .* cannot be merged into a ZeRO-3"):
         train_two_stages(recipe, {}, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("cache", "workers", "persistent"), [(True, 2, True), (True, 0, False), (False, 2, False)]
+)
+def test_loader_workers_that_cache_images_live_through_every_epoch(tmp_path, cache, workers, persistent):
+    settings = StageRecipe(cache_images=cache, dataloader_num_workers=workers)
+    assert training_arguments(settings, tmp_path).dataloader_persistent_workers is persistent
+
+
+def test_cache_images_with_zero3_is_refused(llava, tmp_path):
+    recipe = llava.recipe(max_steps=1)
+    recipe["stage1"].update(cache_images=True, deepspeed="zero3")
+    with pytest.raises(RecipeError, match="stage1: cache_images lets a rank skip the tower.*zero2"):
+        train_two_stages(recipe, {}, tmp_path / "run")
+    assert not (tmp_path / "run" / "stage1").exists()
 
 
 def text_only(samples: list[dict]) -> list[dict]:
