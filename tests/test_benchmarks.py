@@ -143,9 +143,6 @@ def test_image_cache_benchmark_times_each_projector_with_and_without_the_cache()
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     rows = [line.split() for line in done.stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == ["mlp2x_gelu", "tokenpacker", "tokenpacker"]
-    assert [row[-4] for row in rows] == [
-        "2",
-        "2",
-        "20",
-    ]  # crops per step: HD cuts 3 x 3 cells and a global view
+    # crops per step: HD cuts 3 x 3 cells and a global view
+    assert [row[-4] for row in rows] == ["2", "2", "20"]
     assert all(float(row[-3]) > 0 and float(row[-2]) > 0 and row[-1].endswith("x") for row in rows)

@@ -128,8 +128,8 @@ class VisionTower(nn.Module):
 
 
 def crop_key(crop: torch.Tensor, device: torch.device) -> bytes:
-    """A digest of one crop's dtype, shape and pixels, and the device its features are kept on (replicas
-    of a data-parallel model share one memo)."""
-    pixels = crop.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes()
+    """A digest of one crop's dtype, shape and pixels (a host copy, made once a batch by the caller),
+    and the device its features are kept on (replicas of a data-parallel model share one memo)."""
+    pixels = crop.contiguous().flatten().view(torch.uint8).numpy().tobytes()
     header = f"{crop.dtype}{tuple(crop.shape)}{device}".encode()
     return hashlib.blake2b(header + pixels, digest_size=16).digest()

@@ -227,17 +227,9 @@ def test_a_stage_that_caches_images_passes_each_through_the_tower_once_and_train
 
 def test_caching_images_leaves_the_language_model_key_as_it_was(tmp_path):
     (tmp_path / "language.json").write_text("[]")
-    keys = {
-        str(
-            language_folder(
-                load_recipe(
-                    {"stage0": {"data_path": str(tmp_path / "language.json"), "cache_images": cache}}
-                ),
-                tmp_path,
-            )
-        )
-        for cache in (False, True)
-    }
+    stage0 = {"data_path": str(tmp_path / "language.json")}
+    recipes = [load_recipe({"stage0": stage0 | {"cache_images": cache}}) for cache in (False, True)]
+    keys = {str(language_folder(recipe, tmp_path)) for recipe in recipes}
     assert len(keys) == 1
 
 
