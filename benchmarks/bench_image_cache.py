@@ -3,9 +3,8 @@
 Stage 1 of the tiny recipe sees the default world's 2000 caption images several times (300 steps
 of 16 are 2.4 epochs). With `cache_images` the data set keeps each image's crops and the frozen
 tower each crop's features after the first epoch, so a later step skips decoding, resizing and the
-tower. For each
-projector (the MLP, TokenPacker s = 4, TokenPacker-HD patch_num 9 on 192 px images, its full 3 x 3
-grid) both settings train as in stage 1 (projector only: forward, backward, AdamW step) on batches
+tower. For each projector (the MLP, TokenPacker s = 4, TokenPacker-HD patch_num 9 on 192 px images,
+its full 3 x 3 grid) both settings train as in stage 1 (projector only: forward, backward, AdamW step) on batches
 drawn by the suite's own data code and collator, the data set's items included in the timing. Both
 have seen every image once; they then take turns, step by step, so load from other processes hits
 both alike; each figure is the fastest step (as `timeit` advises). Prints seconds per step and the

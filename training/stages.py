@@ -152,12 +152,13 @@ def check_stage_inputs(recipe: Recipe, stage: int, section: str | None = None) -
         raise FileNotFoundError(
             f"{name} image folder {image_folder} does not exist; fix image_folder or data_root"
         )
-    if settings.cache_images and deepspeed_zero_stage(settings.deepspeed) == 3:
+    zero3 = deepspeed_zero_stage(settings.deepspeed) == 3
+    if settings.cache_images and zero3:
         raise RecipeError(
             f"{name}: cache_images lets a rank skip the tower, whose ZeRO-3 shards every rank must gather "
             "together; use deepspeed zero2 or cache_images: false"
         )
-    if settings.lora_r and deepspeed_zero_stage(settings.deepspeed) == 3:
+    if settings.lora_r and zero3:
         raise RecipeError(
             f"{name}: LoRA (lora_r={settings.lora_r}) cannot be merged into a ZeRO-3 partitioned model; "
             "use deepspeed zero2"
